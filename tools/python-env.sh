@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates .venv with the pinned dependencies and the project in editable mode.
+# Skips when the venv matches pyproject.toml + constraints.txt (stamp holds their hash).
+set -euo pipefail
+. "$(dirname "$0")/env.sh"
+cd "$TENANCY_ROOT"
+
+want=$(cat pyproject.toml constraints.txt 2>/dev/null | sha256sum | cut -c1-16)
+stamp=.venv/.tenancy-stamp
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c 'import tenancy, libvirt, pulumi' 2>/dev/null; then
+  echo "python-env: up to date ($want)"
+  exit 0
+fi
+
+PY="${TENANCY_PYTHON:-$(command -v python3.11 || command -v python3)}"
+echo "python-env: building .venv with $PY"
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip==25.3 setuptools==80.9.0 wheel
+cons=()
+[ -f constraints.txt ] && cons=(-c constraints.txt)
+.venv/bin/python -m pip install -q "${cons[@]}" -e '.[dev]'
+echo "$want" > "$stamp"
+echo "python-env: ready"
