@@ -5,7 +5,7 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 cd "$TENANCY_ROOT"
 
-want=$(cat pyproject.toml constraints.txt 2>/dev/null | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml $(ls constraints.txt 2>/dev/null) | sha256sum | cut -c1-16)
 stamp=.venv/.tenancy-stamp
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && .venv/bin/python -c 'import tenancy, libvirt, pulumi' 2>/dev/null; then
   echo "python-env: up to date ($want)"

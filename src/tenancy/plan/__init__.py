@@ -1,0 +1,1 @@
+"""Pure planning: IPAM ledger, capacity and quota, placement, firewall flows."""

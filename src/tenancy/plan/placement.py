@@ -1,0 +1,113 @@
+"""Capacity-aware, stable placement of machine instances onto hypervisor hosts.
+
+Existing placements are kept whenever they still fit, so adding a machine
+never moves another. New instances go to the host that holds the fewest
+instances of the same machine group (anti-affinity), then the most free
+memory, then the host name: deterministic for the same inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tenancy.spec.models import SiteSpec
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What one instance needs from a host."""
+
+    key: tuple[str, str]  # (tenant, instance)
+    group: tuple[str, str]  # (tenant, group) for anti-affinity
+    vcpus: int
+    memory_mib: int
+    storage_gib: dict[str, int]  # pool -> GiB (root pool resolved per host: "@root")
+
+
+@dataclass
+class HostState:
+    name: str
+    vcpus_capacity: int
+    memory_capacity: int
+    pool_capacity: dict[str, int]
+    root_pool: str
+    vcpus_used: int = 0
+    memory_used: int = 0
+    pool_used: dict[str, int] = field(default_factory=dict)
+    groups: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def needs(self, demand: Demand) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for pool, gib in demand.storage_gib.items():
+            name = self.root_pool if pool == "@root" else pool
+            out[name] = out.get(name, 0) + gib
+        return out
+
+    def shortfall(self, demand: Demand) -> str:
+        """Empty when the demand fits, else a reason."""
+        if self.vcpus_used + demand.vcpus > self.vcpus_capacity:
+            return f"vCPUs {self.vcpus_used + demand.vcpus} > {self.vcpus_capacity}"
+        if self.memory_used + demand.memory_mib > self.memory_capacity:
+            return f"memory {self.memory_used + demand.memory_mib} MiB > {self.memory_capacity} MiB"
+        for pool, gib in self.needs(demand).items():
+            if pool not in self.pool_capacity:
+                return f"no pool {pool!r}"
+            wanted = self.pool_used.get(pool, 0) + gib
+            if wanted > self.pool_capacity[pool]:
+                return f"pool {pool} {wanted} GiB > {self.pool_capacity[pool]} GiB"
+        return ""
+
+    def take(self, demand: Demand) -> None:
+        self.vcpus_used += demand.vcpus
+        self.memory_used += demand.memory_mib
+        for pool, gib in self.needs(demand).items():
+            self.pool_used[pool] = self.pool_used.get(pool, 0) + gib
+        self.groups[demand.group] = self.groups.get(demand.group, 0) + 1
+
+
+def host_states(site: SiteSpec) -> dict[str, HostState]:
+    return {
+        h.name: HostState(
+            name=h.name,
+            vcpus_capacity=int(h.vcpus * site.overcommit.cpu),
+            memory_capacity=int(h.memory_gib * 1024 * site.overcommit.memory),
+            pool_capacity={p.name: p.capacity_gib for p in h.pools},
+            root_pool=h.pools[0].name,
+        )
+        for h in site.hosts
+    }
+
+
+def place(
+    site: SiteSpec, demands: list[Demand], previous: dict[tuple[str, str], str]
+) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str], dict[str, HostState]]:
+    """Returns (placements, unplaceable instance -> reason, host usage)."""
+    hosts = host_states(site)
+    placed: dict[tuple[str, str], str] = {}
+    failed: dict[tuple[str, str], str] = {}
+    pending: list[Demand] = []
+    # first pass: keep what was placed before, as long as it still fits
+    for demand in demands:
+        host = hosts.get(previous.get(demand.key, ""))
+        if host is not None and not host.shortfall(demand):
+            host.take(demand)
+            placed[demand.key] = host.name
+        else:
+            pending.append(demand)
+    for demand in pending:
+        candidates = [h for h in hosts.values() if not h.shortfall(demand)]
+        if not candidates:
+            reasons = "; ".join(f"{h.name}: {h.shortfall(demand)}" for h in hosts.values())
+            failed[demand.key] = reasons
+            continue
+        best = min(
+            candidates,
+            key=lambda h: (
+                h.groups.get(demand.group, 0),
+                -(h.memory_capacity - h.memory_used),
+                h.name,
+            ),
+        )
+        best.take(demand)
+        placed[demand.key] = best.name
+    return placed, failed, hosts

@@ -1,0 +1,1 @@
+"""Pure renderers: plan reports, inventories, cloud-init, libvirt XML. No Pulumi here."""

@@ -1,0 +1,32 @@
+"""The one jinja2 environment: StrictUndefined, so a missing variable is an error, not a blank."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import jinja2
+
+
+def templates_dir() -> Path:
+    """``templates/`` of the project this package belongs to."""
+    return Path(__file__).resolve().parents[3] / "templates"
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["mdcell"] = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
+    env.filters["dotid"] = lambda v: '"' + str(v).replace('"', '\\"') + '"'
+    return env
+
+
+def render(template: str, **context: object) -> str:
+    return environment().get_template(template).render(**context)

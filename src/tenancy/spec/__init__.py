@@ -1,0 +1,1 @@
+"""Tenant and site contracts: models, located YAML loading, cross-document checks."""

@@ -1,0 +1,221 @@
+"""Checks that need more than one document: site catalogues, references, overlaps, quotas."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from tenancy.spec.errors import SpecError
+from tenancy.spec.loader import LoadedSite, LoadedTenant
+from tenancy.spec.models import KEYWORD_ENDPOINTS, Quota
+
+PortKey = tuple[str, ...]
+
+
+def effective_quota(tenant: LoadedTenant, site: LoadedSite) -> Quota:
+    return tenant.spec.spec.quota or site.spec.default_quota
+
+
+def usage(tenant: LoadedTenant, site: LoadedSite) -> dict[str, int]:
+    """vCPUs, memory (GiB, rounded up) and storage (GiB) the tenant asks for."""
+    vcpus = memory_mib = storage = 0
+    for m in tenant.spec.spec.machines:
+        flavor = site.spec.flavors.get(m.flavor)
+        if flavor is None:
+            continue
+        vcpus += flavor.vcpus * m.count
+        memory_mib += flavor.memory_mib * m.count
+        storage += (m.disk_gib + sum(v.size_gib for v in m.volumes)) * m.count
+    return {"vcpus": vcpus, "memoryGiB": -(-memory_mib // 1024), "storageGiB": storage}
+
+
+def check_against_site(tenant: LoadedTenant, site: LoadedSite) -> list[SpecError]:
+    """Flavors, images, pools and backup schedules exist; quota holds."""
+    errors: list[SpecError] = []
+    s = site.spec
+    for i, m in enumerate(tenant.spec.spec.machines):
+        base = ("spec", "machines", i)
+        if m.flavor not in s.flavors:
+            errors.append(
+                SpecError(
+                    tenant.locate(*base, "flavor"),
+                    f"spec.machines[{i}].flavor",
+                    "unknown flavor",
+                    f"one of {', '.join(sorted(s.flavors))} (site {s.name})",
+                    repr(m.flavor),
+                )
+            )
+        if m.image not in s.images:
+            errors.append(
+                SpecError(
+                    tenant.locate(*base, "image"),
+                    f"spec.machines[{i}].image",
+                    "unknown image",
+                    f"one of {', '.join(sorted(s.images))} (site {s.name})",
+                    repr(m.image),
+                )
+            )
+        for k, vol in enumerate(m.volumes):
+            vpath = (*base, "volumes", k)
+            field = f"spec.machines[{i}].volumes[{k}]"
+            if vol.pool not in s.pool_names():
+                errors.append(
+                    SpecError(
+                        tenant.locate(*vpath, "pool"),
+                        f"{field}.pool",
+                        "unknown storage pool",
+                        f"one of {', '.join(sorted(s.pool_names()))}",
+                        repr(vol.pool),
+                    )
+                )
+            if vol.backup not in s.backup_schedules:
+                errors.append(
+                    SpecError(
+                        tenant.locate(*vpath, "backup"),
+                        f"{field}.backup",
+                        "unknown backup schedule",
+                        f"one of {', '.join(s.backup_schedules)}",
+                        repr(vol.backup),
+                    )
+                )
+    quota = effective_quota(tenant, site)
+    used = usage(tenant, site)
+    limits = {"vcpus": quota.vcpus, "memoryGiB": quota.memory_gib, "storageGiB": quota.storage_gib}
+    for key, limit in limits.items():
+        if used[key] > limit:
+            where = ("spec", "quota", key) if tenant.spec.spec.quota else ("spec", "machines")
+            errors.append(
+                SpecError(
+                    tenant.locate(*where),
+                    f"spec.quota.{key}",
+                    "machines exceed the tenant quota",
+                    f"at most {limit} {key}"
+                    + ("" if tenant.spec.spec.quota else " (site default)"),
+                    f"{used[key]} requested",
+                )
+            )
+    return errors
+
+
+def check_references(tenants: dict[str, LoadedTenant]) -> list[SpecError]:
+    """Flow endpoints name existing tenants and groups, on the same site."""
+    errors: list[SpecError] = []
+    for name, t in sorted(tenants.items()):
+        fw = t.spec.spec.firewall
+        own_groups = t.spec.groups()
+        rules = [("ingress", i, r.source, r.to) for i, r in enumerate(fw.ingress)]
+        rules += [("egress", i, r.to, r.source) for i, r in enumerate(fw.egress)]
+        for direction, i, peer, local_group in rules:
+            peer_key = "from" if direction == "ingress" else "to"
+            local_key = "to" if direction == "ingress" else "from"
+            field = f"spec.firewall.{direction}[{i}]"
+            path = ("spec", "firewall", direction, i)
+            if local_group is not None and local_group not in own_groups:
+                errors.append(
+                    SpecError(
+                        t.locate(*path, local_key),
+                        f"{field}.{local_key}",
+                        "unknown machine group of this tenant",
+                        f"one of {', '.join(sorted(own_groups)) or '(no machines)'}",
+                        repr(local_group),
+                    )
+                )
+            if peer in KEYWORD_ENDPOINTS or (peer[0].isdigit() and "/" in peer):
+                continue
+            other_name, _, group = peer.partition("/")
+            other = tenants.get(other_name)
+            if other_name == name:
+                errors.append(
+                    SpecError(
+                        t.locate(*path, peer_key),
+                        f"{field}.{peer_key}",
+                        "a tenant's own machines share a segment; no rule needed",
+                        "another tenant, a keyword or a CIDR",
+                        repr(peer),
+                    )
+                )
+            elif other is None:
+                errors.append(
+                    SpecError(
+                        t.locate(*path, peer_key),
+                        f"{field}.{peer_key}",
+                        "unknown tenant",
+                        f"a tenant file in tenants/, or {', '.join(KEYWORD_ENDPOINTS)} or a CIDR",
+                        repr(other_name),
+                    )
+                )
+            elif other.spec.spec.site != t.spec.spec.site:
+                errors.append(
+                    SpecError(
+                        t.locate(*path, peer_key),
+                        f"{field}.{peer_key}",
+                        "flows across sites are not supported",
+                        f"a tenant on site {t.spec.spec.site}",
+                        f"{other_name} on site {other.spec.spec.site}",
+                        related=(other.locate("spec", "site"),),
+                    )
+                )
+            elif group and group not in other.spec.groups():
+                errors.append(
+                    SpecError(
+                        t.locate(*path, peer_key),
+                        f"{field}.{peer_key}",
+                        f"unknown machine group of tenant {other_name}",
+                        f"one of {', '.join(sorted(other.spec.groups()))}",
+                        repr(group),
+                        related=(other.locate("spec", "machines"),),
+                    )
+                )
+    return errors
+
+
+def check_cidrs(tenants: dict[str, LoadedTenant], site: LoadedSite) -> list[SpecError]:
+    """Explicit tenant CIDRs overlap neither each other nor the site's reserved/external ranges."""
+    errors: list[SpecError] = []
+    s = site.spec
+    fixed: list[tuple[str, str]] = [(c, "site reserved range") for c in s.reserved]
+    for kw in KEYWORD_ENDPOINTS:
+        if kw == "internet":
+            continue
+        fixed += [(c, f"site {kw} client range") for c in getattr(s.external, kw)]
+    seen: list[tuple[str, LoadedTenant]] = []
+    for _name, t in sorted(tenants.items()):
+        cidr = t.spec.spec.network.cidr
+        if cidr is None:
+            continue
+        net = ipaddress.IPv4Network(cidr)
+        where = t.locate("spec", "network", "cidr")
+        for other, what in fixed:
+            if net.overlaps(ipaddress.IPv4Network(other)):
+                errors.append(
+                    SpecError(
+                        where,
+                        "spec.network.cidr",
+                        f"overlaps the {what} {other}",
+                        "a network free of reserved ranges",
+                        cidr,
+                    )
+                )
+        for other_cidr, other_tenant in seen:
+            if net.overlaps(ipaddress.IPv4Network(other_cidr)):
+                errors.append(
+                    SpecError(
+                        where,
+                        "spec.network.cidr",
+                        f"overlaps tenant {other_tenant.spec.name}'s network {other_cidr}",
+                        "a network no other tenant uses",
+                        cidr,
+                        related=(other_tenant.locate("spec", "network", "cidr"),),
+                    )
+                )
+        if net.num_addresses < 16:
+            errors.append(
+                SpecError(
+                    where,
+                    "spec.network.cidr",
+                    "segment too small",
+                    "a prefix of /28 or shorter",
+                    cidr,
+                )
+            )
+        seen.append((cidr, t))
+    return errors

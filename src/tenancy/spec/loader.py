@@ -1,0 +1,259 @@
+"""Turn YAML files into validated models, collecting located errors from every file."""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from tenancy.spec.errors import Location, SpecError, describe
+from tenancy.spec.models import SiteSpec, TenantSpec
+from tenancy.spec.yamlsource import Document, LoadError, PathKey, format_path, load_file
+
+SITE_CONFIG_KEY = "tenancy:site"
+TENANT_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class LoadedTenant:
+    """A valid tenant model together with the document it came from (for locating errors)."""
+
+    spec: TenantSpec
+    doc: Document
+
+    @property
+    def file(self) -> str:
+        return self.doc.file
+
+    def locate(self, *path: str | int) -> Location:
+        return self.doc.locate(tuple(path))
+
+
+@dataclass(frozen=True)
+class LoadedSite:
+    spec: SiteSpec
+    doc: Document
+    prefix: PathKey
+
+    def locate(self, *path: str | int) -> Location:
+        return self.doc.locate((*self.prefix, *path))
+
+
+def pydantic_errors(
+    exc: ValidationError, doc: Document, model: type[BaseModel], prefix: PathKey = ()
+) -> list[SpecError]:
+    """Translate pydantic errors into located errors naming field, expectation and finding."""
+    out: list[SpecError] = []
+    for err in exc.errors(include_url=False):
+        loc: PathKey = tuple(err["loc"])
+        # strip pydantic's internal markers (e.g. function-after[...]) from the path
+        clean: PathKey = tuple(p for p in loc if not (isinstance(p, str) and "[" in p))
+        full = (*prefix, *clean)
+        kind = err["type"]
+        msg = str(err["msg"])
+        found = describe(err.get("input"))
+        if kind == "extra_forbidden":
+            allowed = _allowed_keys(model, clean[:-1])
+            out.append(
+                SpecError(
+                    doc.locate(full),
+                    format_path(full),
+                    "unknown key",
+                    f"one of: {', '.join(allowed)}" if allowed else "no extra keys",
+                    repr(clean[-1]) if clean else "",
+                )
+            )
+            continue
+        if kind == "missing":
+            out.append(
+                SpecError(
+                    doc.locate(full),
+                    format_path(full),
+                    "required key is missing",
+                    f"a value for {clean[-1]!r}" if clean else "a value",
+                )
+            )
+            continue
+        expected = msg
+        for lead in ("Input should be ", "Value error, ", "String should "):
+            if expected.startswith(lead):
+                expected = expected[len(lead) :]
+                if lead == "String should ":
+                    expected = "a string that should " + expected
+        if kind == "string_pattern_mismatch":
+            field_info = _field_description(model, clean)
+            expected = field_info or expected
+        out.append(SpecError(doc.locate(full), format_path(full), "invalid value", expected, found))
+    return out
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The model classes an annotation may hold (through Optional, list, dict, Annotated)."""
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(get_args(annotation)[0])
+    if origin in (list, tuple, set, dict, typing.Union, types.UnionType):
+        found: list[Any] = []
+        for arg in get_args(annotation):
+            found.extend(_unwrap(arg))
+        return found
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _model_at(model: type[BaseModel], path: PathKey) -> type[BaseModel] | None:
+    current: type[BaseModel] | None = model
+    for part in path:
+        if current is None:
+            return None
+        if isinstance(part, int):
+            continue
+        match = None
+        for name, info in current.model_fields.items():
+            if part in (name, info.alias):
+                match = info
+                break
+        if match is None:
+            return None
+        candidates = _unwrap(match.annotation)
+        current = candidates[0] if candidates else None
+    return current
+
+
+def _allowed_keys(model: type[BaseModel], path: PathKey) -> list[str]:
+    target = _model_at(model, path)
+    if target is None:
+        return []
+    return [info.alias or name for name, info in target.model_fields.items()]
+
+
+def _field_description(model: type[BaseModel], path: PathKey) -> str:
+    parent = _model_at(model, tuple(p for p in path[:-1]))
+    if parent is None or not path or isinstance(path[-1], int):
+        return ""
+    for name, info in parent.model_fields.items():
+        if path[-1] in (name, info.alias):
+            return info.description or ""
+    return ""
+
+
+def load_tenant(
+    path: Path, display: str | None = None
+) -> tuple[LoadedTenant | None, list[SpecError]]:
+    """Load one tenant file; returns the model or the list of located errors."""
+    name = display or str(path)
+    try:
+        doc = load_file(path, name)
+    except LoadError as exc:
+        return None, exc.errors
+    if not isinstance(doc.data, dict):
+        return None, [
+            SpecError(
+                doc.locate(()),
+                "",
+                "a tenant file must be a mapping",
+                "keys apiVersion, kind, metadata, spec",
+                describe(doc.data),
+            )
+        ]
+    try:
+        spec = TenantSpec.model_validate(doc.data)
+    except ValidationError as exc:
+        return None, pydantic_errors(exc, doc, TenantSpec)
+    stem = path.name.rsplit(".", 1)[0]
+    if spec.metadata.name != stem:
+        return None, [
+            SpecError(
+                doc.locate(("metadata", "name")),
+                "metadata.name",
+                "tenant name must equal the file name",
+                f"{stem!r} (from {path.name})",
+                repr(spec.metadata.name),
+            )
+        ]
+    return LoadedTenant(spec, doc), []
+
+
+def tenant_files(paths: list[Path]) -> tuple[list[Path], list[SpecError]]:
+    """Expand directories into their tenant files, in a stable order."""
+    files: list[Path] = []
+    errors: list[SpecError] = []
+    for p in paths:
+        if p.is_dir():
+            files.extend(
+                sorted(f for f in p.iterdir() if f.suffix in TENANT_SUFFIXES and f.is_file())
+            )
+        elif p.is_file():
+            files.append(p)
+        else:
+            errors.append(SpecError(Location(str(p)), "", "no such file or directory"))
+    return files, errors
+
+
+def display_path(path: Path, root: Path | None) -> str:
+    """Path as shown in errors and plans: relative to the project root when inside it."""
+    if root is not None:
+        try:
+            return path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+def load_tenants(
+    paths: list[Path], root: Path | None = None
+) -> tuple[list[LoadedTenant], list[SpecError]]:
+    """Load every tenant file under ``paths``; all errors of all files are returned."""
+    files, errors = tenant_files(paths)
+    tenants: list[LoadedTenant] = []
+    for f in files:
+        loaded, errs = load_tenant(f, display_path(f, root))
+        errors.extend(errs)
+        if loaded is not None:
+            tenants.append(loaded)
+    return tenants, errors
+
+
+def site_file(stacks_dir: Path, site: str) -> Path:
+    return stacks_dir / f"Pulumi.{site}.yaml"
+
+
+def load_site(
+    path: Path, expected_name: str | None = None, root: Path | None = None
+) -> tuple[LoadedSite | None, list[SpecError]]:
+    """Load a site from a Pulumi stack config file (key ``config: tenancy:site:``)."""
+    try:
+        doc = load_file(path, display_path(path, root))
+    except LoadError as exc:
+        return None, exc.errors
+    config = doc.data.get("config") if isinstance(doc.data, dict) else None
+    if not isinstance(config, dict) or SITE_CONFIG_KEY not in config:
+        return None, [
+            SpecError(
+                doc.locate(("config",)),
+                f"config.{SITE_CONFIG_KEY}",
+                "stack file has no site definition",
+                f"a mapping under config: {SITE_CONFIG_KEY}:",
+            )
+        ]
+    prefix: PathKey = ("config", SITE_CONFIG_KEY)
+    try:
+        spec = SiteSpec.model_validate(config[SITE_CONFIG_KEY])
+    except ValidationError as exc:
+        return None, pydantic_errors(exc, doc, SiteSpec, prefix)
+    if expected_name is not None and spec.name != expected_name:
+        return None, [
+            SpecError(
+                doc.locate((*prefix, "name")),
+                f"{format_path(prefix)}.name",
+                "site name must equal the stack name",
+                repr(expected_name),
+                repr(spec.name),
+            )
+        ]
+    return LoadedSite(spec, doc, prefix), []

@@ -1,0 +1,272 @@
+"""Pydantic models of the public contracts: Tenant v1 and Site.
+
+Models check each document on its own (types, names, formats, unknown keys);
+everything that needs several documents (site catalogues, other tenants)
+lives in ``tenancy.spec.crosscheck``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from tenancy.spec.types import DNS_LABEL_RE, Cidr, DnsLabel, PortSpec, TenantName
+
+KEYWORD_ENDPOINTS = ("intranet", "extranet", "internet")
+_ENDPOINT_REF_RE = re.compile(
+    r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?(/[a-z]([a-z0-9-]{0,30}[a-z0-9])?)?$"
+)
+
+
+class Strict(BaseModel):
+    """Base: unknown keys are errors and values are never coerced (no "yes" -> True)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True, frozen=True)
+
+
+def _check_endpoint(value: str) -> str:
+    if value in KEYWORD_ENDPOINTS or _ENDPOINT_REF_RE.match(value):
+        return value
+    try:
+        ipaddress.IPv4Network(value, strict=True)
+    except ValueError:
+        raise ValueError(
+            "a tenant name (optionally tenant/group), intranet, extranet, internet or an IPv4 CIDR"
+        ) from None
+    if "/" not in value:
+        raise ValueError("a CIDR with a prefix length, e.g. 192.0.2.10/32")
+    return value
+
+
+Endpoint = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=65),
+    Field(description="another tenant (`hr` or `hr/db`), intranet, extranet, internet, or a CIDR"),
+]
+
+
+class Metadata(Strict):
+    name: TenantName
+    display_name: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
+        alias="displayName", description="human name, any Unicode"
+    )
+    owner: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] = Field(
+        description="contact e-mail address of the tenant"
+    )
+
+
+class NetworkSpec(Strict):
+    cidr: Cidr | None = Field(
+        default=None, description="segment; omitted = allocated from the site pool (ledger)"
+    )
+
+
+class Quota(Strict):
+    vcpus: int = Field(ge=1, le=4096)
+    memory_gib: int = Field(alias="memoryGiB", ge=1, le=65536)
+    storage_gib: int = Field(alias="storageGiB", ge=1, le=1_048_576)
+
+
+class VolumeSpec(Strict):
+    name: DnsLabel
+    size_gib: int = Field(alias="sizeGiB", ge=1, le=65536)
+    pool: DnsLabel = Field(description="storage pool from the site")
+    backup: DnsLabel = Field(default="none", description="backup schedule name from the site")
+
+
+class MachineSpec(Strict):
+    name: DnsLabel
+    count: int = Field(default=1, ge=1, le=64)
+    flavor: DnsLabel = Field(description="flavor from the site's catalogue")
+    image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{0,31}$")] = Field(
+        description="image from the site's catalogue"
+    )
+    disk_gib: int = Field(default=10, alias="diskGiB", ge=3, le=4096)
+    role: DnsLabel | None = Field(default=None, description="Ansible group; default: the name")
+    protect: bool = Field(default=False, description="no replace/delete without approval")
+    volumes: list[VolumeSpec] = Field(default_factory=list, max_length=16)
+
+    @property
+    def group(self) -> str:
+        return self.role or self.name
+
+    def instance_names(self) -> list[str]:
+        return [f"{self.name}-{i}" for i in range(1, self.count + 1)]
+
+    @field_validator("volumes")
+    @classmethod
+    def _unique_volumes(cls, volumes: list[VolumeSpec]) -> list[VolumeSpec]:
+        seen: set[str] = set()
+        for vol in volumes:
+            if vol.name in seen:
+                raise ValueError(f"unique volume names; {vol.name!r} appears twice")
+            seen.add(vol.name)
+        return volumes
+
+
+class IngressRule(Strict):
+    source: Endpoint = Field(alias="from")
+    to: DnsLabel | None = Field(default=None, description="machine group; default: all")
+    ports: list[PortSpec] = Field(min_length=1, max_length=64)
+
+    _v_source = field_validator("source")(classmethod(lambda cls, v: _check_endpoint(v)))
+
+
+class EgressRule(Strict):
+    to: Endpoint
+    source: DnsLabel | None = Field(default=None, alias="from", description="machine group")
+    ports: list[PortSpec] = Field(min_length=1, max_length=64)
+
+    _v_to = field_validator("to")(classmethod(lambda cls, v: _check_endpoint(v)))
+
+
+class FirewallSpec(Strict):
+    ingress: list[IngressRule] = Field(default_factory=list, max_length=256)
+    egress: list[EgressRule] = Field(default_factory=list, max_length=256)
+
+
+class TenantBody(Strict):
+    site: DnsLabel
+    zone: Literal["intranet", "extranet"]
+    network: NetworkSpec = Field(default_factory=NetworkSpec)
+    quota: Quota | None = None
+    machines: list[MachineSpec] = Field(default_factory=list, max_length=128)
+    firewall: FirewallSpec = Field(default_factory=FirewallSpec)
+    policies: list[DnsLabel] = Field(default_factory=lambda: ["baseline"])
+
+    @field_validator("machines")
+    @classmethod
+    def _unique_machines(cls, machines: list[MachineSpec]) -> list[MachineSpec]:
+        seen: set[str] = set()
+        for machine in machines:
+            if machine.name in seen:
+                raise ValueError(f"unique machine names; {machine.name!r} appears twice")
+            seen.add(machine.name)
+        return machines
+
+
+class TenantSpec(Strict):
+    """One department's hosting request (``tenants/<name>.yaml``)."""
+
+    api_version: Literal["tenancy/v1"] = Field(alias="apiVersion")
+    kind: Literal["Tenant"]
+    metadata: Metadata
+    spec: TenantBody
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def groups(self) -> set[str]:
+        return {m.group for m in self.spec.machines}
+
+
+# --------------------------------------------------------------------------- site
+
+
+class PoolSpec(Strict):
+    name: DnsLabel
+    capacity_gib: int = Field(alias="capacityGiB", ge=1)
+    path: Annotated[str, StringConstraints(pattern=r"^/\S*$")] = Field(
+        description="absolute directory of the libvirt dir pool"
+    )
+
+
+class HostSpec(Strict):
+    name: DnsLabel
+    uri: Annotated[str, StringConstraints(pattern=r"^qemu(\+ssh|\+tls|\+tcp)?://[^\s]*/system$")]
+    vcpus: int = Field(ge=1)
+    memory_gib: int = Field(alias="memoryGiB", ge=1)
+    pools: list[PoolSpec] = Field(min_length=1)
+
+
+class FlavorSpec(Strict):
+    vcpus: int = Field(ge=1, le=256)
+    memory_mib: int = Field(alias="memoryMiB", ge=128)
+
+
+class ImageSpec(Strict):
+    os: str
+    source: str = Field(
+        description="'builtin:debian-12' (built by tools/) or an absolute qcow2 path"
+    )
+
+
+class Overcommit(Strict):
+    cpu: float = Field(default=4.0, ge=1.0, le=32.0)
+    memory: float = Field(default=1.0, ge=1.0, le=4.0)
+
+
+class AddressPools(Strict):
+    intranet: Cidr
+    extranet: Cidr
+    segment_prefix: int = Field(default=24, alias="segmentPrefix", ge=16, le=28)
+
+
+class ExternalNetworks(Strict):
+    """Where traffic of the keyword endpoints comes from / goes to."""
+
+    intranet: list[Cidr] = Field(min_length=1)
+    extranet: list[Cidr] = Field(min_length=1)
+    internet: list[Cidr] = Field(min_length=1)
+
+
+class OpsSpec(Strict):
+    ssh_keys: list[str] = Field(alias="sshKeys", default_factory=list)
+    ssh_key_files: list[str] = Field(alias="sshKeyFiles", default_factory=list)
+    cidrs: list[Cidr] = Field(default_factory=list, description="where ops reach VMs from")
+    user: DnsLabel = "ops"
+
+
+class SiteSpec(Strict):
+    """A machine room: hypervisors, address pools and catalogues (``stacks/Pulumi.<site>.yaml``)."""
+
+    name: DnsLabel
+    description: str = ""
+    domain_type: Literal["kvm", "qemu"] = Field(alias="domainType")
+    hosts: list[HostSpec] = Field(min_length=1, max_length=256)
+    address_pools: AddressPools = Field(alias="addressPools")
+    external: ExternalNetworks
+    reserved: list[Cidr] = Field(default_factory=list)
+    vlan_range: tuple[int, int] = Field(default=(100, 3999), alias="vlanRange")
+    flavors: dict[str, FlavorSpec] = Field(min_length=1)
+    images: dict[str, ImageSpec] = Field(min_length=1)
+    overcommit: Overcommit = Field(default_factory=Overcommit)
+    default_quota: Quota = Field(alias="defaultQuota")
+    backup_schedules: list[DnsLabel] = Field(
+        default_factory=lambda: ["none", "daily", "weekly"], alias="backupSchedules"
+    )
+    ops: OpsSpec = Field(default_factory=OpsSpec)
+    package_mirror: str | None = Field(default=None, alias="packageMirror")
+    ntp_servers: list[str] = Field(default_factory=list, alias="ntpServers")
+
+    @field_validator("flavors", "images")
+    @classmethod
+    def _catalogue_names(cls, value: dict[str, object]) -> dict[str, object]:
+        for key in value:
+            if not re.match(DNS_LABEL_RE, key) and not re.match(r"^[a-z0-9][a-z0-9.-]{0,31}$", key):
+                raise ValueError(f"catalogue names as DNS labels; found {key!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_hosts(self) -> SiteSpec:
+        names = [h.name for h in self.hosts]
+        if len(set(names)) != len(names):
+            raise ValueError("unique host names")
+        lo, hi = self.vlan_range
+        if not 1 <= lo <= hi <= 4094:
+            raise ValueError("vlanRange as [low, high] within 1..4094")
+        return self
+
+    def pool_names(self) -> set[str]:
+        return {p.name for h in self.hosts for p in h.pools}

@@ -1,0 +1,86 @@
+"""Constrained value types shared by the tenant and site models."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator, Field, StringConstraints
+
+DNS_LABEL_RE = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
+PORT_RE = re.compile(r"^(?P<lo>\d{1,5})(-(?P<hi>\d{1,5}))?/(?P<proto>tcp|udp)$")
+
+DnsLabel = Annotated[
+    str,
+    StringConstraints(pattern=DNS_LABEL_RE, min_length=1, max_length=32),
+    Field(description="lower-case DNS label: letters, digits and '-', starting with a letter"),
+]
+TenantName = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])$", min_length=2, max_length=32),
+    Field(description="tenant name: a DNS label of 2-32 characters, equal to the file name"),
+]
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        net = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"an IPv4 network in CIDR form like 10.30.2.0/24 ({exc})") from None
+    if "/" not in value:
+        raise ValueError("an IPv4 network in CIDR form like 10.30.2.0/24 (prefix length missing)")
+    return str(net)
+
+
+def _check_port(value: str) -> str:
+    parse_port(value)
+    return value
+
+
+Cidr = Annotated[
+    str,
+    AfterValidator(_check_cidr),
+    Field(description="IPv4 network in CIDR form, e.g. 10.30.2.0/24", examples=["10.30.2.0/24"]),
+]
+PortSpec = Annotated[
+    str,
+    StringConstraints(pattern=r"^\d{1,5}(-\d{1,5})?/(tcp|udp)$"),
+    AfterValidator(_check_port),
+    Field(description="port or range and protocol: '443/tcp', '8000-8080/tcp', '53/udp'"),
+]
+
+
+@dataclass(frozen=True, order=True)
+class PortRange:
+    """A protocol and an inclusive port range."""
+
+    proto: str
+    low: int
+    high: int
+
+    def __str__(self) -> str:
+        if self.low == self.high:
+            return f"{self.low}/{self.proto}"
+        return f"{self.low}-{self.high}/{self.proto}"
+
+    def intersect(self, other: PortRange) -> PortRange | None:
+        if self.proto != other.proto:
+            return None
+        low, high = max(self.low, other.low), min(self.high, other.high)
+        return PortRange(self.proto, low, high) if low <= high else None
+
+
+def parse_port(value: str) -> PortRange:
+    """Parse ``443/tcp`` or ``8000-8080/tcp``; ValueError says what is expected."""
+    match = PORT_RE.match(value)
+    if not match:
+        raise ValueError("a port like '443/tcp' or a range like '8000-8080/udp'")
+    low = int(match["lo"])
+    high = int(match["hi"] or low)
+    if not 1 <= low <= 65535 or not 1 <= high <= 65535:
+        raise ValueError("ports between 1 and 65535")
+    if high < low:
+        raise ValueError("a range whose first port is not above its last")
+    return PortRange(match["proto"], low, high)
