@@ -237,6 +237,8 @@ _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from tenancy import cli_ops  # registers the engine/host verbs  # noqa: F401, PLC0415
+
     parser = build_parser()
     args = parser.parse_args(argv)
     args.root = (args.root or find_root(Path.cwd())).resolve()
