@@ -8,17 +8,17 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
 from tenancy import __version__
 from tenancy.plan.ledger import ledger_path, write_ledger
-from tenancy.plan.planner import PlanResult, plan_paths
+from tenancy.plan.planner import PlanResult, known_sites, plan_paths
 from tenancy.render import plan_report
 from tenancy.render.env import render
 from tenancy.render.inventory import inventory
-from tenancy.spec.errors import SpecError
-from tenancy.spec.loader import load_site, site_file
+from tenancy.spec.loader import display_path, load_site, site_file
 from tenancy.spec.models import SiteSpec, TenantSpec
 from tenancy.spec.types import DNS_LABEL_RE
 
@@ -33,19 +33,40 @@ def find_root(start: Path) -> Path:
     return start
 
 
-def _print_problems(result: PlanResult, stream: object = sys.stderr) -> None:
+def _print_problems(result: PlanResult, stream: TextIO | None = None) -> None:
+    # resolve sys.stderr at call time, so redirected or captured stderr gets the errors
+    out = stream or sys.stderr
     for problem in [*result.problems.errors, *result.problems.warnings]:
-        print(problem, file=stream)  # type: ignore[call-overload]
+        print(problem, file=out)
+
+
+def _usage_error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _check_site_arg(root: Path, site: str) -> str | None:
+    """A usage problem with ``--site``, or None when its stack file exists."""
+    if not re.match(DNS_LABEL_RE, site):
+        return f"site {site!r}: expected a stack name (a DNS label)"
+    if not site_file(root / "stacks", site).is_file():
+        known = ", ".join(known_sites(root / "stacks")) or "(none)"
+        return f"unknown site {site!r}: no stacks/Pulumi.{site}.yaml; known sites: {known}"
+    return None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     root: Path = args.root
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        return _usage_error(f"no such file or directory: {', '.join(missing)}")
     paths = [Path(p) for p in args.paths] or [root / "tenants"]
     result = plan_paths(root, paths)
     errors, warnings = result.problems.errors, result.problems.warnings
     if args.format == "json":
         doc = {
             "ok": not errors,
+            "files": result.file_count,
             "tenants": result.tenant_count,
             "sites": sorted(result.plans),
             "errors": [e.as_dict() for e in errors],
@@ -57,7 +78,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(problem)
         verdict = "invalid" if errors else "valid"
         print(
-            f"{result.tenant_count} tenant file(s) {verdict}: {len(errors)} error(s), "
+            f"{result.file_count} tenant file(s) {verdict}: {len(errors)} error(s), "
             f"{len(warnings)} warning(s)",
             file=sys.stderr,
         )
@@ -66,6 +87,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     root: Path = args.root
+    problem = _check_site_arg(root, args.site)
+    if problem:
+        return _usage_error(problem)
     paths = [Path(p) for p in args.tenants] if args.tenants else None
     result = plan_paths(root, paths, sites=[args.site])
     if not result.ok:
@@ -109,18 +133,21 @@ def cmd_new(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    problem = _check_site_arg(root, args.site)
+    if problem:
+        return _usage_error(problem)
     site_path = site_file(root / "stacks", args.site)
     site, errors = load_site(site_path, args.site, root)
     if site is None:
-        for e in errors or [SpecError.__new__(SpecError)]:
+        for e in errors:
             print(e, file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_INVALID
     s = site.spec
     target = Path(args.output) if args.output else root / "tenants" / f"{name}.yaml"
     text = render(
         "tenant/tenant.yaml.j2",
         name=name,
-        path=str(target),
+        path=display_path(target, root),
         display_name=args.display_name or name,
         owner=args.owner or f"{name}-it@example.gov",
         site=s.name,
@@ -144,6 +171,9 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def cmd_inventory(args: argparse.Namespace) -> int:
     root: Path = args.root
+    problem = _check_site_arg(root, args.site)
+    if problem:
+        return _usage_error(problem)
     result = plan_paths(root, None, sites=[args.site])
     if not result.ok:
         _print_problems(result)
@@ -237,7 +267,7 @@ _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tenancy import cli_ops  # registers the engine/host verbs  # noqa: F401, PLC0415
+    from tenancy import cli_ops  # registers the engine/host verbs  # noqa: F401
 
     parser = build_parser()
     args = parser.parse_args(argv)

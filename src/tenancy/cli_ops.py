@@ -1,3 +1,77 @@
-"""Engine and host verbs of the ``tenancy`` command (up, preview, destroy, harden, audit)."""
+"""Engine verbs of the ``tenancy`` command: up, preview, refresh, destroy (the real pulumi CLI)."""
 
 from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tenancy import cli
+from tenancy.engine import EngineError, run_pulumi
+from tenancy.plan.ledger import ledger_path, write_ledger
+from tenancy.plan.planner import plan_paths
+
+
+def _engine(args: argparse.Namespace) -> int:
+    root: Path = args.root
+    result = plan_paths(root, None, sites=[args.site])
+    if not result.ok:
+        for problem in result.problems.errors:
+            print(problem, file=sys.stderr)
+        print(f"nothing applied: {len(result.problems.errors)} error(s)", file=sys.stderr)
+        return cli.EXIT_INVALID
+    if args.verb == "up":
+        path = ledger_path(root / "stacks", args.site)
+        if write_ledger(path, result.ledgers[args.site]):
+            print(f"ledger {path.relative_to(root)} updated: commit it", file=sys.stderr)
+    if args.approve:
+        os.environ["TENANCY_APPROVE"] = ",".join(args.approve)
+    extra: list[str] = []
+    if args.verb in ("up", "destroy", "refresh"):
+        extra.append("--yes")
+    if args.verb == "up":
+        extra.append("--skip-preview")
+    if args.verb == "preview" and args.diff:
+        extra.append("--diff")
+    if args.expect_no_changes:
+        extra.append("--expect-no-changes")
+    try:
+        return run_pulumi(root, args.site, args.verb, [*extra, *args.pulumi_args])
+    except EngineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return cli.EXIT_USAGE
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    helps = {
+        "preview": "show what pulumi would change on a site (replacements included)",
+        "up": "apply a site: write the ledger, then pulumi up",
+        "refresh": "read the real state of a site's resources back into the stack",
+        "destroy": "remove everything of a site's stack (protected resources refuse)",
+    }
+    for verb, text in helps.items():
+        p = sub.add_parser(
+            verb,
+            help=text,
+            description=text + ". Runs the real pulumi CLI "
+            "(offline, file backend under .tenancy/ unless PULUMI_BACKEND_URL).",
+        )
+        p.add_argument("--site", default="local")
+        p.add_argument(
+            "--approve",
+            action="append",
+            default=[],
+            metavar="DOMAIN",
+            help="allow replacing/deleting this protected machine (repeatable)",
+        )
+        p.add_argument(
+            "--expect-no-changes", action="store_true", help="fail if anything would change"
+        )
+        if verb == "preview":
+            p.add_argument("--diff", action="store_true", help="show property-level diffs")
+        p.add_argument("pulumi_args", nargs="*", help="extra pulumi arguments after --")
+        p.set_defaults(func=_engine, verb=verb)
+
+
+cli._EXTRA_COMMANDS.append(register)

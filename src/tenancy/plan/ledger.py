@@ -7,11 +7,17 @@ allocation (segment, VLAN, address, host) is read back from here first.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from tenancy.spec.errors import SpecError
+from tenancy.spec.loader import pydantic_errors
+from tenancy.spec.yamlsource import LoadError, load_file
 
 LEDGER_VERSION = 1
+_MAC_RE = r"^52:54:00(:[0-9a-f]{2}){3}$"
 
 
 class SegmentEntry(BaseModel):
@@ -21,6 +27,11 @@ class SegmentEntry(BaseModel):
     vlan: int
     addresses: dict[str, str] = Field(default_factory=dict)  # instance -> address
     hosts: dict[str, str] = Field(default_factory=dict)  # instance -> hypervisor host
+    # optional (older ledgers lack them): kept so a hash collision never renames anything
+    bridge: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,15}$")] | None = None
+    macs: dict[str, Annotated[str, StringConstraints(pattern=_MAC_RE)]] = Field(
+        default_factory=dict
+    )  # instance -> MAC
 
 
 class Ledger(BaseModel):
@@ -43,6 +54,41 @@ class Ledger(BaseModel):
 
 def ledger_path(stacks_dir: Path, site: str) -> Path:
     return stacks_dir / f"ledger.{site}.yaml"
+
+
+def load_ledger(path: Path, site: str, display: str) -> tuple[Ledger | None, list[SpecError]]:
+    """Like :func:`read_ledger`, but a broken ledger gives located errors, not an exception."""
+    if not path.exists():
+        return Ledger(site=site), []
+    try:
+        doc = load_file(path, display)
+    except LoadError as exc:
+        return None, exc.errors
+    if doc.data is None:  # pragma: no cover - load_file refuses empty documents
+        return Ledger(site=site), []
+    if not isinstance(doc.data, dict):
+        return None, [
+            SpecError(
+                doc.locate(()), "", "a ledger must be a mapping", "keys version, site, tenants"
+            )
+        ]
+    try:
+        ledger = Ledger.model_validate(doc.data)
+    except ValidationError as exc:
+        return None, doc.problems + pydantic_errors(exc, doc, Ledger)
+    if doc.problems:
+        return None, doc.problems
+    if ledger.site != site:
+        return None, [
+            SpecError(
+                doc.locate(("site",)),
+                "site",
+                "ledger belongs to another site",
+                repr(site),
+                repr(ledger.site),
+            )
+        ]
+    return ledger, []
 
 
 def read_ledger(path: Path, site: str) -> Ledger:

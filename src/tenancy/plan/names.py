@@ -9,9 +9,10 @@ def _digest(*parts: str) -> bytes:
     return hashlib.sha256("/".join(parts).encode()).digest()
 
 
-def bridge_name(site: str, tenant: str) -> str:
-    """Linux interface name (at most 15 chars), readable and unique per site/tenant."""
-    return f"tn{tenant.replace('-', '')[:8]}-{_digest(site, tenant).hex()[:4]}"
+def bridge_name(site: str, tenant: str, salt: int = 0) -> str:
+    """Linux interface name (at most 15 chars), readable; ``salt`` resolves a collision."""
+    d = _digest(site, tenant, str(salt)) if salt else _digest(site, tenant)
+    return f"tn{tenant.replace('-', '')[:8]}-{d.hex()[:4]}"
 
 
 def network_name(tenant: str) -> str:

@@ -8,6 +8,7 @@ memory, then the host name: deterministic for the same inputs.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 
 from tenancy.spec.models import SiteSpec
@@ -94,20 +95,46 @@ def place(
             placed[demand.key] = host.name
         else:
             pending.append(demand)
+    # hosts ordered by (most free memory, name), kept sorted as memory is taken
+    order = sorted(hosts.values(), key=_free_key)
+    keys = [_free_key(h) for h in order]
+    holding: dict[tuple[str, str], set[str]] = {}  # group -> hosts with an instance of it
+    for h in hosts.values():
+        for group in h.groups:
+            holding.setdefault(group, set()).add(h.name)
     for demand in pending:
-        candidates = [h for h in hosts.values() if not h.shortfall(demand)]
-        if not candidates:
-            reasons = "; ".join(f"{h.name}: {h.shortfall(demand)}" for h in hosts.values())
-            failed[demand.key] = reasons
+        best = _choose(demand, order, hosts, holding.get(demand.group, set()))
+        if best is None:
+            reasons = [f"{h.name}: {h.shortfall(demand)}" for h in hosts.values()]
+            shown = "; ".join(reasons[:3])
+            if len(reasons) > 3:
+                shown += f"; and {len(reasons) - 3} more hosts"
+            failed[demand.key] = shown
             continue
-        best = min(
-            candidates,
-            key=lambda h: (
-                h.groups.get(demand.group, 0),
-                -(h.memory_capacity - h.memory_used),
-                h.name,
-            ),
-        )
+        i = bisect.bisect_left(keys, _free_key(best))
+        del keys[i], order[i]
         best.take(demand)
+        j = bisect.bisect_left(keys, _free_key(best))
+        keys.insert(j, _free_key(best))
+        order.insert(j, best)
+        holding.setdefault(demand.group, set()).add(best.name)
         placed[demand.key] = best.name
     return placed, failed, hosts
+
+
+def _free_key(h: HostState) -> tuple[int, str]:
+    return (-(h.memory_capacity - h.memory_used), h.name)
+
+
+def _choose(
+    demand: Demand, order: list[HostState], hosts: dict[str, HostState], holding: set[str]
+) -> HostState | None:
+    """The fitting host with the fewest instances of the demand's group, then the most free
+    memory, then the name (the same choice as ``min`` over all hosts, without scanning all)."""
+    for h in order:  # hosts without this group, most free memory first
+        if h.name not in holding and not h.shortfall(demand):
+            return h
+    fitting = [hosts[n] for n in sorted(holding) if not hosts[n].shortfall(demand)]
+    if not fitting:
+        return None
+    return min(fitting, key=lambda h: (h.groups.get(demand.group, 0), *_free_key(h)))

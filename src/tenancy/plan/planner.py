@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tenancy.plan import ipam, names
 from tenancy.plan.flows import Addressing, compile_flows
-from tenancy.plan.ledger import Ledger, SegmentEntry, ledger_path, read_ledger
+from tenancy.plan.ledger import Ledger, SegmentEntry, ledger_path, load_ledger
 from tenancy.plan.model import (
     HostUsage,
     MachinePlan,
@@ -27,6 +27,7 @@ from tenancy.spec.loader import (
     load_site,
     load_tenants,
     site_file,
+    tenant_files,
 )
 
 
@@ -37,7 +38,8 @@ class PlanResult:
     problems: ErrorList = field(default_factory=ErrorList)
     plans: dict[str, Plan] = field(default_factory=dict)
     ledgers: dict[str, Ledger] = field(default_factory=dict)
-    tenant_count: int = 0
+    tenant_count: int = 0  # valid tenant files
+    file_count: int = 0  # tenant files read
 
     @property
     def ok(self) -> bool:
@@ -48,43 +50,34 @@ def plan_site(
     site: LoadedSite,
     tenants: dict[str, LoadedTenant],
     ledger: Ledger,
+    ledger_file: str = "the ledger",
 ) -> tuple[Plan | None, Ledger | None, list[SpecError]]:
     """Plan one site; ``tenants`` are the tenants of this site only (already cross-checked)."""
     s = site.spec
     problems: list[SpecError] = []
-    taken: list[str] = list(s.reserved)
+    fixed: list[tuple[str, str]] = [(c, "site reserved range") for c in s.reserved]
     for kw in ("intranet", "extranet"):
-        taken += list(getattr(s.external, kw))
+        fixed += [(c, f"site {kw} client range") for c in getattr(s.external, kw)]
     segments: dict[str, str] = {}
+    explicit: set[str] = set()
     # explicit CIDRs and ledger entries first, so new allocations never move them
     for name, t in sorted(tenants.items()):
-        explicit = t.spec.spec.network.cidr
-        if explicit is not None:
-            segments[name] = explicit
+        cidr = t.spec.spec.network.cidr
+        if cidr is not None:
+            segments[name] = cidr
+            explicit.add(name)
         elif name in ledger.tenants:
             segments[name] = ledger.tenants[name].cidr
-    for name in sorted(segments):
-        if any(
-            ipaddress.IPv4Network(segments[name]).overlaps(ipaddress.IPv4Network(o))
-            for other, o in segments.items()
-            if other < name
-        ):
-            problems.append(
-                SpecError(
-                    tenants[name].locate("spec", "network"),
-                    "spec.network.cidr",
-                    "segment overlaps another tenant's ledger allocation",
-                    "a free network",
-                    segments[name],
-                )
-            )
-    taken += list(segments.values())
+    problems += _segment_conflicts(tenants, segments, explicit, fixed, ledger_file)
+    allocator = ipam.SegmentAllocator([c for c, _ in fixed])
+    for cidr in segments.values():
+        allocator.take(cidr)
     for name, t in sorted(tenants.items()):
         if name in segments:
             continue
         pool = getattr(s.address_pools, t.spec.spec.zone)
-        cidr = ipam.allocate_segment(pool, s.address_pools.segment_prefix, taken)
-        if cidr is None:
+        new_cidr = allocator.allocate(pool, s.address_pools.segment_prefix)
+        if new_cidr is None:
             problems.append(
                 SpecError(
                     t.locate("spec", "zone"),
@@ -94,13 +87,13 @@ def plan_site(
                 )
             )
             continue
-        segments[name] = cidr
-        taken.append(cidr)
+        segments[name] = new_cidr
 
     vlans: dict[str, int] = {n: ledger.tenants[n].vlan for n in tenants if n in ledger.tenants}
+    used_vlans = set(vlans.values())
     for name in sorted(tenants):
         if name not in vlans:
-            vid = ipam.allocate_vlan(*s.vlan_range, set(vlans.values()))
+            vid = ipam.allocate_vlan(s.vlan_range[0], s.vlan_range[1], used_vlans)
             if vid is None:
                 problems.append(
                     SpecError(
@@ -111,6 +104,7 @@ def plan_site(
                 )
                 continue
             vlans[name] = vid
+            used_vlans.add(vid)
 
     addresses: dict[str, dict[str, str]] = {}
     demands: list[Demand] = []
@@ -178,19 +172,14 @@ def plan_site(
     hosts_by_name = {h.name: h for h in s.hosts}
     tenant_plans: list[TenantPlan] = []
     new_ledger = Ledger(site=s.name)
-    used_macs: set[str] = set()
+    bridges, macs = _link_names(s.name, tenants, ledger)
     for name, t in sorted(tenants.items()):
         machines: list[MachinePlan] = []
         for m in t.spec.spec.machines:
             flavor = s.flavors[m.flavor]
             for inst in m.instance_names():
                 host = placed[(name, inst)]
-                salt = 0
-                mac = names.mac_address(s.name, name, inst)
-                while mac in used_macs:
-                    salt += 1
-                    mac = names.mac_address(s.name, name, inst, salt)
-                used_macs.add(mac)
+                mac = macs[(name, inst)]
                 machines.append(
                     MachinePlan(
                         tenant=name,
@@ -231,7 +220,7 @@ def plan_site(
                     gateway=ipam.gateway(cidr),
                     prefix=ipaddress.IPv4Network(cidr).prefixlen,
                     vlan=vlans[name],
-                    bridge=names.bridge_name(s.name, name),
+                    bridge=bridges[name],
                     network=names.network_name(name),
                     hosts=sorted({mp.host for mp in machines}),
                 ),
@@ -250,6 +239,8 @@ def plan_site(
             vlan=vlans[name],
             addresses={mp.instance: mp.address for mp in machines},
             hosts={mp.instance: mp.host for mp in machines},
+            bridge=bridges[name],
+            macs={mp.instance: mp.mac for mp in machines},
         )
     usage = [
         HostUsage(
@@ -276,6 +267,120 @@ def plan_site(
     return plan, new_ledger, flow_problems
 
 
+def _link_names(
+    site: str, tenants: dict[str, LoadedTenant], ledger: Ledger
+) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """Bridge names per tenant and MAC addresses per instance, unique on the site.
+
+    Names recorded in the ledger are kept first; new ones are derived from a hash and
+    salted on a collision. So adding or removing a tenant never renames another's
+    bridge or changes another machine's MAC, even when two hashes collide.
+    """
+    bridges: dict[str, str] = {}
+    macs: dict[tuple[str, str], str] = {}
+    used_bridges: set[str] = set()
+    used_macs: set[str] = set()
+    instances = {
+        name: [i for m in t.spec.spec.machines for i in m.instance_names()]
+        for name, t in sorted(tenants.items())
+    }
+    for name, insts in instances.items():
+        entry = ledger.tenants.get(name)
+        if entry is None:
+            continue
+        if entry.bridge and entry.bridge not in used_bridges:
+            bridges[name] = entry.bridge
+            used_bridges.add(entry.bridge)
+        for inst in insts:
+            mac = entry.macs.get(inst)
+            if mac and mac not in used_macs:
+                macs[(name, inst)] = mac
+                used_macs.add(mac)
+    for name, insts in instances.items():
+        if name not in bridges:
+            salt = 0
+            bridge = names.bridge_name(site, name)
+            while bridge in used_bridges:
+                salt += 1
+                bridge = names.bridge_name(site, name, salt)
+            bridges[name] = bridge
+            used_bridges.add(bridge)
+        for inst in insts:
+            if (name, inst) in macs:
+                continue
+            salt = 0
+            mac = names.mac_address(site, name, inst)
+            while mac in used_macs:
+                salt += 1
+                mac = names.mac_address(site, name, inst, salt)
+            macs[(name, inst)] = mac
+            used_macs.add(mac)
+    return bridges, macs
+
+
+def _segment_conflicts(
+    tenants: dict[str, LoadedTenant],
+    segments: dict[str, str],
+    explicit: set[str],
+    fixed: list[tuple[str, str]],
+    ledger_file: str,
+) -> list[SpecError]:
+    """Overlaps that involve a ledger allocation (explicit-only ones are cross-checked).
+
+    A sweep over address intervals (n log n): the error goes to the tenant whose
+    file asks for the conflicting network, never to the tenant that merely holds
+    its recorded allocation.
+    """
+    items: list[tuple[int, int, str, str]] = []  # start, end, owner ("" = site), cidr
+    for owner, cidr in [*((n, c) for n, c in segments.items()), *(("", c) for c, _ in fixed)]:
+        net = ipaddress.IPv4Network(cidr)
+        items.append((int(net.network_address), int(net.broadcast_address), owner, cidr))
+    what = {c: w for c, w in fixed}
+    items.sort(key=lambda x: (x[0], -x[1], x[2]))
+    errors: list[SpecError] = []
+    cover: tuple[int, int, str, str] | None = None
+    for item in items:
+        if cover is not None and item[0] <= cover[1]:
+            a, b = item, cover
+            if a[2] == "" and b[2] == "":
+                pass  # site ranges may overlap each other
+            elif a[2] == "" or b[2] == "":
+                tenant, site_range = (b, a) if a[2] == "" else (a, b)
+                if tenant[2] not in explicit:  # explicit ones: crosscheck.check_cidrs
+                    errors.append(
+                        SpecError(
+                            tenants[tenant[2]].locate("spec", "network", "cidr"),
+                            "spec.network.cidr",
+                            f"recorded segment {tenant[3]} ({ledger_file}) overlaps the "
+                            f"{what[site_range[3]]} {site_range[3]}",
+                            "a ledger entry free of reserved ranges; set spec.network.cidr",
+                            tenant[3],
+                        )
+                    )
+            elif not (a[2] in explicit and b[2] in explicit):
+                # the culprit asks for the network explicitly; the other holds it in the ledger
+                if a[2] in explicit:
+                    culprit, holder = a, b
+                elif b[2] in explicit:
+                    culprit, holder = b, a
+                else:  # two ledger entries overlap: a hand-edited ledger
+                    culprit, holder = (a, b) if a[2] > b[2] else (b, a)
+                errors.append(
+                    SpecError(
+                        tenants[culprit[2]].locate("spec", "network", "cidr"),
+                        "spec.network.cidr",
+                        f"overlaps tenant {holder[2]}'s segment {holder[3]} "
+                        f"(allocated in {ledger_file})",
+                        "a network no other tenant uses",
+                        culprit[3],
+                        related=(tenants[holder[2]].locate("metadata", "name"),),
+                    )
+                )
+        if cover is None or item[1] > cover[1]:
+            cover = item
+    return errors
+
+
 def _ip_key(cidr: str) -> int:
     return int(ipaddress.IPv4Network(cidr).network_address)
 
@@ -288,15 +393,28 @@ def plan_paths(
     root: Path,
     tenant_paths: list[Path] | None = None,
     sites: list[str] | None = None,
+    *,
+    context: bool = True,
 ) -> PlanResult:
     """Load and check every tenant under ``tenant_paths`` and plan every site involved.
 
     ``sites`` limits planning to those sites (their stack files must exist). Nothing is
-    planned when any input is invalid.
+    planned when any input is invalid. With ``context`` (the default) the other tenant
+    files of ``root/tenants`` are loaded too, so a single file's references to other
+    tenants resolve; a named file replaces the project's file of the same name.
     """
     result = PlanResult()
     paths = tenant_paths or [root / "tenants"]
-    loaded, errors = load_tenants(paths, root)
+    files, errors = tenant_files(paths)
+    context_dir = root / "tenants"
+    if context and context_dir.is_dir() and context_dir not in paths:
+        named = {f.resolve() for f in files}
+        stems = {_stem(f) for f in files}
+        extra, _ = tenant_files([context_dir])
+        files += [f for f in extra if f.resolve() not in named and _stem(f) not in stems]
+    result.problems.extend(errors)
+    result.file_count = len(files)
+    loaded, errors = load_tenants(files, root)
     result.problems.extend(errors)
     result.tenant_count = len(loaded)
     by_name: dict[str, LoadedTenant] = {}
@@ -318,9 +436,10 @@ def plan_paths(
     stacks = root / "stacks"
     wanted = set(sites) if sites else {t.spec.spec.site for t in by_name.values()}
     loaded_sites: dict[str, LoadedSite] = {}
+    ledgers: dict[str, tuple[Ledger, str]] = {}
     for site_name in sorted(wanted | {t.spec.spec.site for t in by_name.values()}):
         path = site_file(stacks, site_name)
-        if not path.exists():
+        if not path.is_file():
             for t in by_name.values():
                 if t.spec.spec.site == site_name:
                     result.problems.add(
@@ -333,12 +452,25 @@ def plan_paths(
                         )
                     )
             if site_name in (sites or []):
-                result.problems.add(SpecError(Location(str(path)), "", "no such stack file"))
+                result.problems.add(
+                    SpecError(
+                        Location(display_path(path, root)),
+                        "",
+                        f"no such stack file for site {site_name!r}",
+                        f"one of: {', '.join(known_sites(stacks)) or '(no stacks)'}",
+                    )
+                )
             continue
         site, errs = load_site(path, site_name, root)
         result.problems.extend(errs)
-        if site is not None:
-            loaded_sites[site_name] = site
+        if site is None:
+            continue
+        loaded_sites[site_name] = site
+        lpath = ledger_path(stacks, site_name)
+        ledger, errs = load_ledger(lpath, site_name, display_path(lpath, root))
+        result.problems.extend(errs)
+        if ledger is not None:
+            ledgers[site_name] = (ledger, display_path(lpath, root))
     for t in by_name.values():
         site = loaded_sites.get(t.spec.spec.site)
         if site is not None:
@@ -352,8 +484,8 @@ def plan_paths(
     for site_name in sorted(wanted):
         site = loaded_sites[site_name]
         on_site = {n: t for n, t in by_name.items() if t.spec.spec.site == site_name}
-        ledger = read_ledger(ledger_path(stacks, site_name), site_name)
-        plan, new_ledger, problems = plan_site(site, on_site, ledger)
+        ledger, ledger_file = ledgers[site_name]
+        plan, new_ledger, problems = plan_site(site, on_site, ledger, ledger_file)
         result.problems.extend(problems)
         if plan is not None and new_ledger is not None:
             result.plans[site_name] = plan
@@ -362,3 +494,16 @@ def plan_paths(
         result.plans.clear()
         result.ledgers.clear()
     return result
+
+
+def known_sites(stacks: Path) -> list[str]:
+    """Site names with a stack file under ``stacks``."""
+    if not stacks.is_dir():
+        return []
+    return sorted(
+        p.name[len("Pulumi.") : -len(".yaml")] for p in stacks.glob("Pulumi.*.yaml") if p.is_file()
+    )
+
+
+def _stem(path: Path) -> str:
+    return path.name.rsplit(".", 1)[0]

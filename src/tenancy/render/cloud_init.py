@@ -15,6 +15,12 @@ class SeedDocuments:
     meta_data: str
     network_config: str
 
+    @property
+    def digest(self) -> str:
+        """Content hash: a new seed means a new machine (cloud-init runs once per instance)."""
+        text = self.user_data + self.meta_data + self.network_config
+        return hashlib.sha256(text.encode()).hexdigest()
+
 
 def render_seed(
     machine: MachinePlan,
@@ -36,6 +42,9 @@ def render_seed(
     network = render("cloud-init/network-config.yaml.j2", machine=machine, segment=segment)
     # a new instance-id makes cloud-init re-run when the seed content changes
     instance_id = hashlib.sha256((user_data + network).encode()).hexdigest()[:16]
-    meta = render("cloud-init/meta-data.yaml.j2", machine=machine,
-                  instance_id=f"{machine.domain}-{instance_id}")
+    meta = render(
+        "cloud-init/meta-data.yaml.j2",
+        machine=machine,
+        instance_id=f"{machine.domain}-{instance_id}",
+    )
     return SeedDocuments(user_data=user_data, meta_data=meta, network_config=network)

@@ -38,9 +38,19 @@ def _filter_rules(rule: RulePlan, priority: int) -> list[FilterRule]:
         pr = parse_port(port)
         for peer in rule.peer_cidrs:
             net = ipaddress.IPv4Network(peer)
-            out.append(FilterRule(nw_dir, priority, pr.proto, attr, str(net.network_address),
-                                  net.prefixlen, pr.low, pr.high,
-                                  f"{rule.direction} {rule.peer} {port}"))
+            out.append(
+                FilterRule(
+                    nw_dir,
+                    priority,
+                    pr.proto,
+                    attr,
+                    str(net.network_address),
+                    net.prefixlen,
+                    pr.low,
+                    pr.high,
+                    f"{rule.direction} {rule.peer} {port}",
+                )
+            )
     return out
 
 
@@ -49,26 +59,53 @@ def nwfilter_rules(tenant: TenantPlan, group: str, ops_cidrs: list[str]) -> list
     rules: list[FilterRule] = []
     seg = ipaddress.IPv4Network(tenant.segment.cidr)
     for direction, attr in (("in", "src"), ("out", "dst")):
-        rules.append(FilterRule(direction, 200, "all", attr, str(seg.network_address),
-                                seg.prefixlen, 0, 0, f"inside segment {tenant.name}"))
+        rules.append(
+            FilterRule(
+                direction,
+                200,
+                "all",
+                attr,
+                str(seg.network_address),
+                seg.prefixlen,
+                0,
+                0,
+                f"inside segment {tenant.name}",
+            )
+        )
     for cidr in [f"{tenant.segment.gateway}/32", *ops_cidrs]:
         net = ipaddress.IPv4Network(cidr)
         for port in OPS_PORTS:
             pr = parse_port(port)
-            rules.append(FilterRule("in", 250, pr.proto, "src", str(net.network_address),
-                                    net.prefixlen, pr.low, pr.high, f"ops {cidr} {port}"))
+            rules.append(
+                FilterRule(
+                    "in",
+                    250,
+                    pr.proto,
+                    "src",
+                    str(net.network_address),
+                    net.prefixlen,
+                    pr.low,
+                    pr.high,
+                    f"ops {cidr} {port}",
+                )
+            )
     for rule in tenant.rules:
         if rule.local_group in (None, group):
             rules.extend(_filter_rules(rule, 300))
-    unique = {(r.direction, r.proto, r.peer_ip, r.peer_mask, r.port_low, r.port_high): r
-              for r in rules}
+    unique = {
+        (r.direction, r.proto, r.peer_ip, r.peer_mask, r.port_low, r.port_high): r for r in rules
+    }
     return [unique[k] for k in sorted(unique)]
 
 
-def render_nwfilter(name: str, tenant: TenantPlan, group: str, ops_cidrs: list[str],
-                    uuid: str | None = None) -> str:
-    return render("libvirt/nwfilter.xml.j2", name=name, tenant=tenant.name, group=group,
-                  uuid=uuid, rules=nwfilter_rules(tenant, group, ops_cidrs))
+def render_nwfilter_body(tenant: TenantPlan, group: str, ops_cidrs: list[str]) -> str:
+    """The rules inside ``<filter>`` for machines of ``tenant``/``group``."""
+    return render(
+        "libvirt/nwfilter.xml.j2",
+        tenant=tenant.name,
+        group=group,
+        rules=nwfilter_rules(tenant, group, ops_cidrs),
+    )
 
 
 @dataclass(frozen=True)
@@ -115,17 +152,33 @@ def host_flows(plan: Plan) -> list[HostFlow]:
                 text = str(pr.low) if pr.low == pr.high else f"{pr.low}-{pr.high}"
                 by_proto.setdefault(pr.proto, []).append(text)
             for proto, ports in sorted(by_proto.items()):
-                flow = HostFlow(sorted(src), sorted(dst), proto, "{ " + ", ".join(ports) + " }",
-                                f"{tenant.name} {rule.direction} {rule.peer}")
+                flow = HostFlow(
+                    sorted(src),
+                    sorted(dst),
+                    proto,
+                    "{ " + ", ".join(ports) + " }",
+                    f"{tenant.name} {rule.direction} {rule.peer}",
+                )
                 flows[(flow.proto, flow.ports, *flow.src, "|", *flow.dst)] = flow
     return [flows[k] for k in sorted(flows)]
 
 
-def render_host_nftables(plan: Plan, host: str,
-                         host_services: list[HostService] | None = None) -> str:
+def render_host_nftables(
+    plan: Plan, host: str, host_services: list[HostService] | None = None
+) -> str:
     """The nftables table for one hypervisor: only segments present on it matter."""
-    segments = [SegmentRef(t.name, t.segment.bridge, t.segment.cidr)
-                for t in plan.tenants if host in t.segment.hosts]
-    return render("nftables/site.nft.j2", site=plan.site, host=host, table=table_name(plan.site),
-                  bridges=sorted(s.bridge for s in segments), segments=segments,
-                  flows=host_flows(plan), host_services=host_services or [])
+    segments = [
+        SegmentRef(t.name, t.segment.bridge, t.segment.cidr)
+        for t in plan.tenants
+        if host in t.segment.hosts
+    ]
+    return render(
+        "nftables/site.nft.j2",
+        site=plan.site,
+        host=host,
+        table=table_name(plan.site),
+        bridges=sorted(s.bridge for s in segments),
+        segments=segments,
+        flows=host_flows(plan),
+        host_services=host_services or [],
+    )

@@ -169,7 +169,11 @@ def check_references(tenants: dict[str, LoadedTenant]) -> list[SpecError]:
 
 
 def check_cidrs(tenants: dict[str, LoadedTenant], site: LoadedSite) -> list[SpecError]:
-    """Explicit tenant CIDRs overlap neither each other nor the site's reserved/external ranges."""
+    """Explicit tenant CIDRs overlap neither each other nor the site's reserved/external ranges.
+
+    Overlaps between tenants are found by one sweep over address intervals sorted by start
+    (n log n, not every pair); the tenant whose name sorts later gets the error.
+    """
     errors: list[SpecError] = []
     s = site.spec
     fixed: list[tuple[str, str]] = [(c, "site reserved range") for c in s.reserved]
@@ -177,15 +181,16 @@ def check_cidrs(tenants: dict[str, LoadedTenant], site: LoadedSite) -> list[Spec
         if kw == "internet":
             continue
         fixed += [(c, f"site {kw} client range") for c in getattr(s.external, kw)]
-    seen: list[tuple[str, LoadedTenant]] = []
-    for _name, t in sorted(tenants.items()):
+    fixed_nets = [(ipaddress.IPv4Network(c), c, what) for c, what in fixed]
+    spans: list[tuple[int, int, str, str]] = []  # start, end, tenant, cidr
+    for name, t in sorted(tenants.items()):
         cidr = t.spec.spec.network.cidr
         if cidr is None:
             continue
         net = ipaddress.IPv4Network(cidr)
         where = t.locate("spec", "network", "cidr")
-        for other, what in fixed:
-            if net.overlaps(ipaddress.IPv4Network(other)):
+        for other_net, other, what in fixed_nets:
+            if net.overlaps(other_net):
                 errors.append(
                     SpecError(
                         where,
@@ -193,18 +198,6 @@ def check_cidrs(tenants: dict[str, LoadedTenant], site: LoadedSite) -> list[Spec
                         f"overlaps the {what} {other}",
                         "a network free of reserved ranges",
                         cidr,
-                    )
-                )
-        for other_cidr, other_tenant in seen:
-            if net.overlaps(ipaddress.IPv4Network(other_cidr)):
-                errors.append(
-                    SpecError(
-                        where,
-                        "spec.network.cidr",
-                        f"overlaps tenant {other_tenant.spec.name}'s network {other_cidr}",
-                        "a network no other tenant uses",
-                        cidr,
-                        related=(other_tenant.locate("spec", "network", "cidr"),),
                     )
                 )
         if net.num_addresses < 16:
@@ -217,5 +210,22 @@ def check_cidrs(tenants: dict[str, LoadedTenant], site: LoadedSite) -> list[Spec
                     cidr,
                 )
             )
-        seen.append((cidr, t))
+        spans.append((int(net.network_address), int(net.broadcast_address), name, cidr))
+    spans.sort(key=lambda x: (x[0], -x[1], x[2]))
+    cover: tuple[int, int, str, str] | None = None
+    for span in spans:
+        if cover is not None and span[0] <= cover[1]:
+            culprit, holder = (span, cover) if span[2] > cover[2] else (cover, span)
+            errors.append(
+                SpecError(
+                    tenants[culprit[2]].locate("spec", "network", "cidr"),
+                    "spec.network.cidr",
+                    f"overlaps tenant {holder[2]}'s network {holder[3]}",
+                    "a network no other tenant uses",
+                    culprit[3],
+                    related=(tenants[holder[2]].locate("spec", "network", "cidr"),),
+                )
+            )
+        if cover is None or span[1] > cover[1]:
+            cover = span
     return errors

@@ -67,9 +67,9 @@ def describe(value: Any, limit: int = 60) -> str:
     if value is None:
         return "null"
     if isinstance(value, dict):
-        return "a mapping"
+        return "a mapping" if value else "an empty mapping"
     if isinstance(value, list):
-        return "a list"
+        return f"a list of {len(value)}" if value else "an empty list"
     return f"{type(value).__name__} {value!r}"[:limit]
 
 

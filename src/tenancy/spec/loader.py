@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -9,9 +10,11 @@ from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from tenancy.spec.errors import Location, SpecError, describe
 from tenancy.spec.models import SiteSpec, TenantSpec
+from tenancy.spec.types import PATTERN_HELP, TYPE_DESCRIPTIONS
 from tenancy.spec.yamlsource import Document, LoadError, PathKey, format_path, load_file
 
 SITE_CONFIG_KEY = "tenancy:site"
@@ -79,14 +82,19 @@ def pydantic_errors(
             )
             continue
         expected = msg
-        for lead in ("Input should be ", "Value error, ", "String should "):
+        for lead, article in (
+            ("Input should be ", ""),
+            ("Value error, ", ""),
+            ("String should ", "a string that should "),
+            ("List should ", "a list that should "),
+            ("Dictionary should ", "a mapping that should "),
+            ("Tuple should ", "a list that should "),
+        ):
             if expected.startswith(lead):
-                expected = expected[len(lead) :]
-                if lead == "String should ":
-                    expected = "a string that should " + expected
+                expected = article + expected[len(lead) :]
+                break
         if kind == "string_pattern_mismatch":
-            field_info = _field_description(model, clean)
-            expected = field_info or expected
+            expected = _pattern_expectation(model, clean, err.get("ctx") or {}, expected)
         out.append(SpecError(doc.locate(full), format_path(full), "invalid value", expected, found))
     return out
 
@@ -106,12 +114,26 @@ def _unwrap(annotation: Any) -> list[Any]:
     return []
 
 
+def _is_mapping(annotation: Any) -> bool:
+    """Whether an annotation (through Optional/Annotated) is a dict of named entries."""
+    origin = get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_mapping(get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_mapping(a) for a in get_args(annotation))
+    return origin is dict
+
+
 def _model_at(model: type[BaseModel], path: PathKey) -> type[BaseModel] | None:
     current: type[BaseModel] | None = model
+    skip_key = False  # inside a dict field (flavors: {small: ...}) the next key is a name
     for part in path:
         if current is None:
             return None
         if isinstance(part, int):
+            continue
+        if skip_key:
+            skip_key = False
             continue
         match = None
         for name, info in current.model_fields.items():
@@ -122,6 +144,7 @@ def _model_at(model: type[BaseModel], path: PathKey) -> type[BaseModel] | None:
             return None
         candidates = _unwrap(match.annotation)
         current = candidates[0] if candidates else None
+        skip_key = _is_mapping(match.annotation)
     return current
 
 
@@ -132,13 +155,36 @@ def _allowed_keys(model: type[BaseModel], path: PathKey) -> list[str]:
     return [info.alias or name for name, info in target.model_fields.items()]
 
 
+def _pattern_expectation(
+    model: type[BaseModel], path: PathKey, ctx: dict[str, Any], fallback: str
+) -> str:
+    """What a value must look like, in words, plus what the field is for."""
+    shape = PATTERN_HELP.get(str(ctx.get("pattern", "")), "")
+    purpose = _field_description(model, path)
+    if purpose in TYPE_DESCRIPTIONS:  # the type's own description, nothing field-specific
+        purpose = ""
+    if shape and purpose:
+        return f"{shape} ({purpose})"
+    return shape or purpose or fallback
+
+
 def _field_description(model: type[BaseModel], path: PathKey) -> str:
-    parent = _model_at(model, tuple(p for p in path[:-1]))
-    if parent is None or not path or isinstance(path[-1], int):
+    item = bool(path) and isinstance(path[-1], int)  # an entry of a list field
+    field_path = path[:-1] if item else path
+    if not field_path or isinstance(field_path[-1], int):
+        return ""
+    parent = _model_at(model, field_path[:-1])
+    if parent is None:
         return ""
     for name, info in parent.model_fields.items():
-        if path[-1] in (name, info.alias):
-            return info.description or ""
+        if field_path[-1] in (name, info.alias):
+            if not item:
+                return info.description or ""
+            for arg in get_args(info.annotation)[:1]:  # list[Annotated[str, Field(...)]]
+                for meta in get_args(arg)[1:] if get_origin(arg) is typing.Annotated else ():
+                    if isinstance(meta, FieldInfo) and meta.description:
+                        return meta.description
+            return ""
     return ""
 
 
@@ -161,13 +207,14 @@ def load_tenant(
                 describe(doc.data),
             )
         ]
+    problems = list(doc.problems)  # e.g. duplicate keys: reported with the model's errors
     try:
         spec = TenantSpec.model_validate(doc.data)
     except ValidationError as exc:
-        return None, pydantic_errors(exc, doc, TenantSpec)
+        return None, problems + pydantic_errors(exc, doc, TenantSpec)
     stem = path.name.rsplit(".", 1)[0]
     if spec.metadata.name != stem:
-        return None, [
+        problems.append(
             SpecError(
                 doc.locate(("metadata", "name")),
                 "metadata.name",
@@ -175,7 +222,9 @@ def load_tenant(
                 f"{stem!r} (from {path.name})",
                 repr(spec.metadata.name),
             )
-        ]
+        )
+    if problems:
+        return None, problems
     return LoadedTenant(spec, doc), []
 
 
@@ -183,21 +232,36 @@ def tenant_files(paths: list[Path]) -> tuple[list[Path], list[SpecError]]:
     """Expand directories into their tenant files, in a stable order."""
     files: list[Path] = []
     errors: list[SpecError] = []
+    seen: set[Path] = set()
     for p in paths:
         if p.is_dir():
-            files.extend(
-                sorted(f for f in p.iterdir() if f.suffix in TENANT_SUFFIXES and f.is_file())
-            )
+            real_dir = p.resolve()  # once per directory, not once per file
+            found = [
+                (f, real_dir / f.name)
+                for f in sorted(p.iterdir())
+                if f.suffix in TENANT_SUFFIXES and f.is_file()
+            ]
         elif p.is_file():
-            files.append(p)
+            found = [(p, p.resolve())]
         else:
             errors.append(SpecError(Location(str(p)), "", "no such file or directory"))
+            continue
+        for f, key in found:  # a file named twice (tenants/ and tenants/hr.yaml) is read once
+            if key not in seen:
+                seen.add(key)
+                files.append(f)
     return files, errors
 
 
 def display_path(path: Path, root: Path | None) -> str:
     """Path as shown in errors and plans: relative to the project root when inside it."""
     if root is not None:
+        # lexically first (cheap, and keeps a symlinked tenants/ readable), then for real
+        lexical = Path(os.path.normpath(path.absolute()))
+        try:
+            return lexical.relative_to(Path(os.path.normpath(root.absolute()))).as_posix()
+        except ValueError:
+            pass
         try:
             return path.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
@@ -242,12 +306,13 @@ def load_site(
             )
         ]
     prefix: PathKey = ("config", SITE_CONFIG_KEY)
+    problems = list(doc.problems)
     try:
         spec = SiteSpec.model_validate(config[SITE_CONFIG_KEY])
     except ValidationError as exc:
-        return None, pydantic_errors(exc, doc, SiteSpec, prefix)
+        return None, problems + pydantic_errors(exc, doc, SiteSpec, prefix)
     if expected_name is not None and spec.name != expected_name:
-        return None, [
+        problems.append(
             SpecError(
                 doc.locate((*prefix, "name")),
                 f"{format_path(prefix)}.name",
@@ -255,5 +320,7 @@ def load_site(
                 repr(expected_name),
                 repr(spec.name),
             )
-        ]
+        )
+    if problems:
+        return None, problems
     return LoadedSite(spec, doc, prefix), []

@@ -20,7 +20,17 @@ from pydantic import (
     model_validator,
 )
 
-from tenancy.spec.types import DNS_LABEL_RE, Cidr, DnsLabel, PortSpec, TenantName
+from tenancy.spec.types import (
+    ABS_PATH_RE,
+    DNS_LABEL_RE,
+    EMAIL_RE,
+    IMAGE_RE,
+    LIBVIRT_URI_RE,
+    Cidr,
+    DnsLabel,
+    PortSpec,
+    TenantName,
+)
 
 KEYWORD_ENDPOINTS = ("intranet", "extranet", "internet")
 _ENDPOINT_REF_RE = re.compile(
@@ -60,7 +70,7 @@ class Metadata(Strict):
     display_name: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
         alias="displayName", description="human name, any Unicode"
     )
-    owner: Annotated[str, StringConstraints(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")] = Field(
+    owner: Annotated[str, StringConstraints(pattern=EMAIL_RE)] = Field(
         description="contact e-mail address of the tenant"
     )
 
@@ -88,7 +98,7 @@ class MachineSpec(Strict):
     name: DnsLabel
     count: int = Field(default=1, ge=1, le=64)
     flavor: DnsLabel = Field(description="flavor from the site's catalogue")
-    image: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{0,31}$")] = Field(
+    image: Annotated[str, StringConstraints(pattern=IMAGE_RE)] = Field(
         description="image from the site's catalogue"
     )
     disk_gib: int = Field(default=10, alias="diskGiB", ge=3, le=4096)
@@ -177,14 +187,14 @@ class TenantSpec(Strict):
 class PoolSpec(Strict):
     name: DnsLabel
     capacity_gib: int = Field(alias="capacityGiB", ge=1)
-    path: Annotated[str, StringConstraints(pattern=r"^/\S*$")] = Field(
+    path: Annotated[str, StringConstraints(pattern=ABS_PATH_RE)] = Field(
         description="absolute directory of the libvirt dir pool"
     )
 
 
 class HostSpec(Strict):
     name: DnsLabel
-    uri: Annotated[str, StringConstraints(pattern=r"^qemu(\+ssh|\+tls|\+tcp)?://[^\s]*/system$")]
+    uri: Annotated[str, StringConstraints(pattern=LIBVIRT_URI_RE)]
     vcpus: int = Field(ge=1)
     memory_gib: int = Field(alias="memoryGiB", ge=1)
     pools: list[PoolSpec] = Field(min_length=1)
@@ -238,7 +248,10 @@ class SiteSpec(Strict):
     address_pools: AddressPools = Field(alias="addressPools")
     external: ExternalNetworks
     reserved: list[Cidr] = Field(default_factory=list)
-    vlan_range: tuple[int, int] = Field(default=(100, 3999), alias="vlanRange")
+    # a list, not a tuple: strict mode refuses YAML's lists for tuple fields
+    vlan_range: list[int] = Field(
+        default_factory=lambda: [100, 3999], alias="vlanRange", min_length=2, max_length=2
+    )
     flavors: dict[str, FlavorSpec] = Field(min_length=1)
     images: dict[str, ImageSpec] = Field(min_length=1)
     overcommit: Overcommit = Field(default_factory=Overcommit)

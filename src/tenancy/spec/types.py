@@ -10,17 +10,41 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, StringConstraints
 
 DNS_LABEL_RE = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
+TENANT_NAME_RE = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])$"
+PORT_SPEC_RE = r"^\d{1,5}(-\d{1,5})?/(tcp|udp)$"
+IMAGE_RE = r"^[a-z0-9][a-z0-9.-]{0,31}$"
+EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+LIBVIRT_URI_RE = r"^qemu(\+ssh|\+tls|\+tcp)?://[^\s]*/system$"
+ABS_PATH_RE = r"^/\S*$"
 PORT_RE = re.compile(r"^(?P<lo>\d{1,5})(-(?P<hi>\d{1,5}))?/(?P<proto>tcp|udp)$")
+
+_DNS_LABEL_TEXT = "lower-case DNS label: letters, digits and '-', starting with a letter"
+_TENANT_NAME_TEXT = "tenant name: a DNS label of 2-32 characters, equal to the file name"
+_PORT_TEXT = "port or range and protocol: '443/tcp', '8000-8080/tcp', '53/udp'"
+# descriptions that only restate the shape of a value (errors show PATTERN_HELP instead)
+TYPE_DESCRIPTIONS = {_DNS_LABEL_TEXT, _PORT_TEXT, _TENANT_NAME_TEXT}
+
+# What a value must look like, in words, for each pattern (errors say this, not the regex).
+PATTERN_HELP = {
+    DNS_LABEL_RE: "a lower-case DNS label: a-z, 0-9 and '-', starting with a letter",
+    TENANT_NAME_RE: "a tenant name: a DNS label of 2-32 characters (a-z, 0-9 and '-', starting "
+    "with a letter; no '/', '.', spaces or other scripts), equal to the file name",
+    PORT_SPEC_RE: "a port like '443/tcp' or a range like '8000-8080/udp'",
+    IMAGE_RE: "an image name: a-z, 0-9, '.' and '-'",
+    EMAIL_RE: "an e-mail address",
+    LIBVIRT_URI_RE: "a libvirt URI like qemu:///system or qemu+ssh://user@host/system",
+    ABS_PATH_RE: "an absolute path",
+}
 
 DnsLabel = Annotated[
     str,
     StringConstraints(pattern=DNS_LABEL_RE, min_length=1, max_length=32),
-    Field(description="lower-case DNS label: letters, digits and '-', starting with a letter"),
+    Field(description=_DNS_LABEL_TEXT),
 ]
 TenantName = Annotated[
     str,
-    StringConstraints(pattern=r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])$", min_length=2, max_length=32),
-    Field(description="tenant name: a DNS label of 2-32 characters, equal to the file name"),
+    StringConstraints(pattern=TENANT_NAME_RE, min_length=2, max_length=32),
+    Field(description=_TENANT_NAME_TEXT),
 ]
 
 
@@ -46,9 +70,9 @@ Cidr = Annotated[
 ]
 PortSpec = Annotated[
     str,
-    StringConstraints(pattern=r"^\d{1,5}(-\d{1,5})?/(tcp|udp)$"),
+    StringConstraints(pattern=PORT_SPEC_RE),
     AfterValidator(_check_port),
-    Field(description="port or range and protocol: '443/tcp', '8000-8080/tcp', '53/udp'"),
+    Field(description=_PORT_TEXT),
 ]
 
 

@@ -1,0 +1,92 @@
+"""Run the real ``pulumi`` CLI for a site without touching tracked files.
+
+The passphrase secrets manager writes a per-passphrase ``encryptionsalt`` into
+the stack config file. For per-clone stacks (``local``) that would dirty the
+committed ``stacks/Pulumi.<site>.yaml``, so ``tenancy`` passes pulumi a copy
+under the state dir (``--config-file``) that carries the salt; the committed
+file stays the single source of the site definition.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+SALT_RE = re.compile(r"^encryptionsalt:.*$", re.MULTILINE)
+
+
+class EngineError(Exception):
+    """The pulumi CLI is missing or a step before the engine run failed."""
+
+
+def state_dir(root: Path) -> Path:
+    env = os.environ.get("TENANCY_STATE")
+    return Path(env) if env else root / ".tenancy"
+
+
+def pulumi_binary() -> str:
+    found = shutil.which("pulumi")
+    if found is None:
+        raise EngineError("pulumi CLI not on PATH: run `make engine` and `source tools/env.sh`")
+    return found
+
+
+def _run(argv: Sequence[str], cwd: Path, capture: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), cwd=cwd, capture_output=capture, text=True, check=False)
+
+
+def stack_exists(root: Path, site: str) -> bool:
+    out = _run([pulumi_binary(), "stack", "ls", "--json"], root)
+    if out.returncode != 0:
+        raise EngineError(f"pulumi stack ls failed: {out.stderr.strip()}")
+    return any(s.get("name") == site for s in json.loads(out.stdout or "[]"))
+
+
+def _salt_of(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    match = SALT_RE.search(path.read_text(encoding="utf-8"))
+    return match.group(0) if match else None
+
+
+def prepare_stack(root: Path, site: str) -> Path:
+    """Create the stack when missing and return the config file pulumi should use."""
+    tracked = root / "stacks" / f"Pulumi.{site}.yaml"
+    if not tracked.is_file():
+        raise EngineError(f"no stack file {tracked}")
+    work = state_dir(root) / "stacks"
+    work.mkdir(parents=True, exist_ok=True)
+    copy = work / f"Pulumi.{site}.yaml"
+    salt = _salt_of(tracked) or _salt_of(copy)
+    if not stack_exists(root, site):
+        # init in a scratch project so the salt lands in a file we own
+        scratch = state_dir(root) / "init"
+        scratch.mkdir(parents=True, exist_ok=True)
+        project = (root / "Pulumi.yaml").read_text(encoding="utf-8")
+        project = re.sub(r"^stackConfigDir:.*$", "stackConfigDir: .", project, flags=re.M)
+        (scratch / "Pulumi.yaml").write_text(project, encoding="utf-8")
+        init_file = scratch / f"Pulumi.{site}.yaml"
+        init_file.unlink(missing_ok=True)
+        if salt:
+            init_file.write_text(salt + "\n", encoding="utf-8")
+        out = _run([pulumi_binary(), "stack", "init", site, "--no-select"], scratch)
+        if out.returncode != 0:
+            raise EngineError(f"pulumi stack init {site} failed: {out.stderr.strip()}")
+        salt = _salt_of(init_file) or salt
+    text = tracked.read_text(encoding="utf-8")
+    if salt and not SALT_RE.search(text):
+        text = text.rstrip("\n") + "\n" + salt + "\n"
+    copy.write_text(text, encoding="utf-8")
+    return copy
+
+
+def run_pulumi(root: Path, site: str, verb: str, extra: Sequence[str] = ()) -> int:
+    """``pulumi <verb> --stack <site> --config-file <copy> ...``; returns its exit code."""
+    config = prepare_stack(root, site)
+    argv = [pulumi_binary(), verb, "--stack", site, "--config-file", str(config), *extra]
+    return _run(argv, root, capture=False).returncode

@@ -1,0 +1,126 @@
+"""Everything the Pulumi program reads from outside: stack config, files, environment.
+
+Read once, validated, handed to components as plain values (components never
+read config, files or the stack name themselves).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenancy.infra.hypervisor import BaseImage
+from tenancy.plan.ledger import Ledger, ledger_path, read_ledger
+from tenancy.plan.model import Plan
+from tenancy.plan.planner import plan_paths
+from tenancy.spec.loader import load_site, site_file
+from tenancy.spec.models import SiteSpec
+
+
+class ProgramInputError(Exception):
+    """Invalid inputs: nothing is applied; the message lists every located error."""
+
+
+@dataclass(frozen=True)
+class ProgramInputs:
+    root: Path
+    site: SiteSpec
+    plan: Plan
+    ledger: Ledger
+    ledger_current: bool
+    images: dict[str, BaseImage]
+    ssh_keys: list[str]
+    approved: frozenset[str]
+
+
+def cache_dir() -> Path:
+    env = os.environ.get("TENANCY_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "tenancy"
+
+
+def _sha256_cached(path: Path) -> str:
+    """sha256 of a large image, remembered next to it keyed by size and mtime."""
+    st = path.stat()
+    key = f"{st.st_size} {st.st_mtime_ns}"
+    side = path.with_name(path.name + ".sha256")
+    try:
+        cached_key, _, digest = side.read_text().strip().rpartition(" ")
+        if cached_key == key and len(digest) == 64:
+            return digest
+    except OSError:
+        pass
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    with contextlib.suppress(OSError):  # a read-only image dir only costs a re-hash
+        side.write_text(f"{key} {h.hexdigest()}\n")
+    return h.hexdigest()
+
+
+def resolve_image(name: str, source: str) -> BaseImage:
+    """``builtin:<name>`` is the image tools/guest-image.sh built; else an absolute qcow2."""
+    if source.startswith("builtin:"):
+        info_path = cache_dir() / "images" / "current" / "build-info.json"
+        if not info_path.is_file():
+            raise ProgramInputError(
+                f"image {name!r}: {info_path} missing; run `make image` (tools/guest-image.sh)"
+            )
+        info = json.loads(info_path.read_text())
+        files = info["files"]
+        image, kernel, initrd = Path(files["image"]), files["kernel"], files["initrd"]
+        recipe, cmdline = str(info["recipe"]), str(info["boot"]["kernel_cmdline"])
+    else:
+        image = Path(source)
+        kernel, initrd = str(image.with_name("vmlinuz")), str(image.with_name("initrd.img"))
+        recipe = hashlib.sha256(source.encode()).hexdigest()[:16]
+        cmdline = "root=/dev/vda rw console=ttyS0 net.ifnames=0"
+    for p in (image, Path(kernel), Path(initrd)):
+        if not p.is_file():
+            raise ProgramInputError(f"image {name!r}: file {p} is missing")
+    return BaseImage(
+        name=name,
+        recipe=recipe[:16],
+        image=str(image),
+        image_sha256=_sha256_cached(image),
+        kernel=kernel,
+        initrd=initrd,
+        cmdline=cmdline,
+    )
+
+
+def load_inputs(root: Path, stack: str, approve: list[str]) -> ProgramInputs:
+    """Validate every input and plan the site; raise with all errors when anything is wrong."""
+    result = plan_paths(root, None, sites=[stack])
+    if not result.ok:
+        lines = [str(e) for e in result.problems.errors]
+        raise ProgramInputError(
+            f"{len(lines)} error(s) in the inputs; nothing was applied:\n" + "\n".join(lines)
+        )
+    plan = result.plans[stack]
+    site, _ = load_site(site_file(root / "stacks", stack), stack, root)
+    assert site is not None  # plan_paths validated it
+    used = {m.image for m in plan.machines()}
+    images = {n: resolve_image(n, site.spec.images[n].source) for n in sorted(used)}
+    keys = list(site.spec.ops.ssh_keys)
+    for key_file in site.spec.ops.ssh_key_files:
+        path = (root / key_file) if not key_file.startswith("/") else Path(key_file)
+        if not path.is_file():
+            raise ProgramInputError(f"ops SSH key file {path} is missing (run `make state`)")
+        keys.append(path.read_text().strip())
+    ledger = result.ledgers[stack]
+    on_disk = read_ledger(ledger_path(root / "stacks", stack), stack)
+    return ProgramInputs(
+        root=root,
+        site=site.spec,
+        plan=plan,
+        ledger=ledger,
+        ledger_current=on_disk == ledger,
+        images=images,
+        ssh_keys=keys,
+        approved=frozenset(approve),
+    )

@@ -1,0 +1,1 @@
+"""Security policy: the control catalogue and waivers (catalogue.py)."""

@@ -1,0 +1,231 @@
+"""Placement: capacity-aware, anti-affine, deterministic and stable across changes."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from unit_helpers import REPO, errors_of, find, tenant_doc, write_tenant
+
+from tenancy.plan.ledger import ledger_path, write_ledger
+from tenancy.plan.placement import Demand, HostState, host_states, place
+from tenancy.plan.planner import plan_paths
+from tenancy.spec.models import SiteSpec
+
+
+def site(name: str = "dc-east", **changes: Any) -> SiteSpec:
+    data = yaml.safe_load((REPO / "stacks" / f"Pulumi.{name}.yaml").read_text(encoding="utf-8"))
+    spec = dict(data["config"]["tenancy:site"])
+    spec.update(changes)
+    return SiteSpec.model_validate(spec)
+
+
+def demand(tenant: str, inst: str, group: str = "app", vcpus: int = 2, mem: int = 4096) -> Demand:
+    return Demand((tenant, inst), (tenant, group), vcpus, mem, {"@root": 20})
+
+
+def test_host_capacity_includes_overcommit() -> None:
+    hosts = host_states(site())
+    h = hosts["kvm-east-01"]
+    assert h.vcpus_capacity == 64 * 4  # cpu overcommit 4.0
+    assert h.memory_capacity == 512 * 1024  # memory overcommit 1.0
+    assert h.pool_capacity == {"ssd": 4000, "bulk": 20000}
+    assert h.root_pool == "ssd"
+
+
+def test_shortfall_reasons() -> None:
+    h = HostState(
+        "h", vcpus_capacity=4, memory_capacity=1024, pool_capacity={"a": 10}, root_pool="a"
+    )
+    assert h.shortfall(Demand(("t", "x"), ("t", "g"), 5, 1, {})) == "vCPUs 5 > 4"
+    assert h.shortfall(Demand(("t", "x"), ("t", "g"), 1, 2048, {})) == "memory 2048 MiB > 1024 MiB"
+    assert (
+        h.shortfall(Demand(("t", "x"), ("t", "g"), 1, 1, {"@root": 11})) == "pool a 11 GiB > 10 GiB"
+    )
+    assert h.shortfall(Demand(("t", "x"), ("t", "g"), 1, 1, {"ssd": 1})) == "no pool 'ssd'"
+    ok = Demand(("t", "x"), ("t", "g"), 4, 1024, {"@root": 6, "a": 4})
+    assert h.shortfall(ok) == ""
+    h.take(ok)
+    assert (h.vcpus_used, h.memory_used, h.pool_used) == (4, 1024, {"a": 10})
+    assert h.groups == {("t", "g"): 1}
+
+
+def test_anti_affinity_spreads_a_group() -> None:
+    demands = [demand("t", f"web-{i}", "web") for i in (1, 2, 3)]
+    placed, failed, _ = place(site(), demands, {})
+    assert failed == {}
+    assert len({placed[d.key] for d in demands}) == 3
+
+
+def test_anti_affinity_then_most_free_memory() -> None:
+    demands = [demand("t", f"web-{i}", "web") for i in range(1, 5)]
+    placed, _, hosts = place(site(), demands, {})
+    # 01 and 02 have 512 GiB, 03 384 GiB: the fourth web goes to the freest of 01/02
+    assert placed[("t", "web-1")] == "kvm-east-01"
+    assert placed[("t", "web-2")] == "kvm-east-02"
+    assert placed[("t", "web-3")] == "kvm-east-03"
+    assert placed[("t", "web-4")] == "kvm-east-01"
+    assert hosts["kvm-east-01"].groups[("t", "web")] == 2
+
+
+def test_placement_is_stable_for_existing_instances() -> None:
+    # web-1 sits on 03 (not the preferred host); adding web-2 and web-3 leaves it there
+    demands = [demand("t", f"web-{i}", "web") for i in (1, 2, 3)]
+    placed, _, _ = place(site(), demands, {("t", "web-1"): "kvm-east-03"})
+    assert placed[("t", "web-1")] == "kvm-east-03"
+    assert {placed[("t", "web-2")], placed[("t", "web-3")]} == {"kvm-east-01", "kvm-east-02"}
+
+
+def test_previous_host_that_no_longer_fits_is_replaced() -> None:
+    huge = demand("t", "db-1", "db", vcpus=8, mem=400 * 1024)  # more than 03's 384 GiB
+    placed, failed, _ = place(site(), [huge], {("t", "db-1"): "kvm-east-03"})
+    assert failed == {} and placed[("t", "db-1")] in {"kvm-east-01", "kvm-east-02"}
+
+
+def test_previous_host_that_vanished_is_replaced() -> None:
+    placed, _, _ = place(site(), [demand("t", "a-1")], {("t", "a-1"): "kvm-gone"})
+    assert placed[("t", "a-1")] == "kvm-east-01"
+
+
+def test_unplaceable_instance_reasons() -> None:
+    giant = demand("t", "x-1", vcpus=999)
+    placed, failed, _ = place(site(), [giant], {})
+    assert placed == {}
+    assert failed[("t", "x-1")] == (
+        "kvm-east-01: vCPUs 999 > 256; kvm-east-02: vCPUs 999 > 256; kvm-east-03: vCPUs 999 > 192"
+    )
+
+
+def test_unplaceable_reasons_are_bounded() -> None:
+    hosts = [
+        {
+            "name": f"h{i}",
+            "uri": "qemu:///system",
+            "vcpus": 1,
+            "memoryGiB": 1,
+            "pools": [{"name": "p", "capacityGiB": 10, "path": "/p"}],
+        }
+        for i in range(10)
+    ]
+    _, failed, _ = place(site(hosts=hosts), [demand("t", "x-1", vcpus=100)], {})
+    assert failed[("t", "x-1")].endswith("; and 7 more hosts")
+
+
+def reference_place(
+    spec: SiteSpec, demands: list[Demand], previous: dict[tuple[str, str], str]
+) -> dict[tuple[str, str], str]:
+    """The placement rule, written the obvious way: min over all fitting hosts."""
+    hosts = host_states(spec)
+    placed: dict[tuple[str, str], str] = {}
+    pending = []
+    for d in demands:
+        h = hosts.get(previous.get(d.key, ""))
+        if h is not None and not h.shortfall(d):
+            h.take(d)
+            placed[d.key] = h.name
+        else:
+            pending.append(d)
+    for d in pending:
+        fits = [h for h in hosts.values() if not h.shortfall(d)]
+        if fits:
+            best = min(
+                fits,
+                key=lambda h: (h.groups.get(d.group, 0), h.memory_used - h.memory_capacity, h.name),
+            )
+            best.take(d)
+            placed[d.key] = best.name
+    return placed
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_placement_matches_reference_rule(seed: int) -> None:
+    rng = random.Random(seed)
+    hosts = [
+        {
+            "name": f"h{i:02d}",
+            "uri": "qemu:///system",
+            "vcpus": rng.choice([4, 8, 16]),
+            "memoryGiB": rng.choice([8, 16, 32]),
+            "pools": [{"name": "p", "capacityGiB": rng.choice([100, 400]), "path": "/p"}],
+        }
+        for i in range(rng.randint(1, 8))
+    ]
+    spec = site(hosts=hosts)
+    demands = [
+        Demand(
+            (f"t{rng.randint(0, 3)}", f"m-{i}"),
+            (f"t{rng.randint(0, 3)}", rng.choice(["a", "b", "c"])),
+            rng.choice([1, 2, 4]),
+            rng.choice([512, 2048, 8192]),
+            {"@root": rng.choice([10, 40])},
+        )
+        for i in range(rng.randint(1, 40))
+    ]
+    previous = {d.key: rng.choice(hosts)["name"] for d in demands if rng.random() < 0.3}
+    placed, failed, _ = place(spec, demands, previous)
+    assert placed == reference_place(spec, demands, previous)
+    assert set(failed) == {d.key for d in demands} - set(placed)
+
+
+# --------------------------------------------------------------------------- in plans
+
+
+def test_count_three_spreads_over_the_three_dc_east_hosts(project: Path) -> None:
+    doc = tenant_doc(
+        "aa",
+        site="dc-east",
+        machines=[{"name": "web", "count": 3, "flavor": "small", "image": "debian-12"}],
+    )
+    write_tenant(project, doc)
+    plan = plan_paths(project, sites=["dc-east"]).plans["dc-east"]
+    tenant = next(t for t in plan.tenants if t.name == "aa")
+    assert sorted(m.host for m in tenant.machines) == ["kvm-east-01", "kvm-east-02", "kvm-east-03"]
+    assert tenant.segment.hosts == ["kvm-east-01", "kvm-east-02", "kvm-east-03"]
+    portal = next(t for t in plan.tenants if t.name == "culture-tourism-portal")
+    assert len({m.host for m in portal.machines}) == 3
+
+
+def test_existing_machine_stays_when_a_new_one_arrives(project: Path) -> None:
+    first = plan_paths(project, sites=["dc-east"])
+    write_ledger(ledger_path(project / "stacks", "dc-east"), first.ledgers["dc-east"])
+    before = {(m.tenant, m.instance): m.host for m in first.plans["dc-east"].machines()}
+    # a tenant sorting first takes 160 GiB on each of kvm-east-01/02, so kvm-east-03 now
+    # has the most free memory: a fresh placement would move machines there, the ledger
+    # keeps every existing machine where it is
+    hog = tenant_doc(
+        "aa",
+        site="dc-east",
+        machines=[{"name": f"g{i}", "flavor": "db", "image": "debian-12"} for i in range(10)],
+        quota={"vcpus": 512, "memoryGiB": 1024, "storageGiB": 5000},
+    )
+    write_tenant(project, hog)
+    after = plan_paths(project, sites=["dc-east"])
+    assert after.ok, [str(e) for e in after.problems.errors]
+    moved = {(m.tenant, m.instance): m.host for m in after.plans["dc-east"].machines()}
+    for key, host in before.items():
+        assert moved[key] == host, key
+    # without the ledger the same inputs would have moved an existing machine
+    ledger_path(project / "stacks", "dc-east").unlink()
+    fresh = plan_paths(project, sites=["dc-east"]).plans["dc-east"]
+    fresh_hosts = {(m.tenant, m.instance): m.host for m in fresh.machines()}
+    assert any(fresh_hosts[k] != h for k, h in before.items())
+
+
+def test_unplaceable_machine_error(project: Path) -> None:
+    # local has one host with 16 GiB: 20 x medium (1.5 GiB) cannot fit
+    doc = tenant_doc(
+        "aa",
+        machines=[{"name": "w", "count": 20, "flavor": "medium", "image": "debian-12"}],
+        quota={"vcpus": 100, "memoryGiB": 100, "storageGiB": 1000},
+    )
+    write_tenant(project, doc)
+    result = plan_paths(project)
+    assert result.plans == {}
+    error = find(errors_of(result, "tenants/aa.yaml"), message="no hypervisor of site local")
+    assert error.field == "spec.machines[0]"
+    assert error.expected == "capacity on some host"
+    assert error.found.startswith("local: ")
+    assert error.location.line >= 1
