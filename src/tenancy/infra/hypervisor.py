@@ -26,6 +26,7 @@ class BaseImage:
 
 @dataclass(frozen=True)
 class HypervisorArgs:
+    site: str
     host: HostSpec
     images: list[BaseImage]
     firewall_table: str
@@ -61,7 +62,7 @@ class Hypervisor(pulumi.ComponentResource):
         self.pools = {
             p.name: StoragePool(
                 f"{name}-pool-{p.name}",
-                StoragePoolArgs(uri=host.uri, name=f"tenancy-{p.name}", path=p.path),
+                StoragePoolArgs(uri=host.uri, name=f"tenancy-{args.site}-{p.name}", path=p.path),
                 child,
             )
             for p in host.pools

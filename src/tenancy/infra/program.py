@@ -22,6 +22,7 @@ def build(inputs: ProgramInputs) -> dict[str, TenantHosting]:
         h.name: Hypervisor(
             h.name,
             HypervisorArgs(
+                site=plan.site,
                 host=h,
                 images=[inputs.images[n] for n in sorted(inputs.images)],
                 firewall_table=table_name(plan.site),

@@ -91,9 +91,10 @@ def plan_site(
 
     vlans: dict[str, int] = {n: ledger.tenants[n].vlan for n in tenants if n in ledger.tenants}
     used_vlans = set(vlans.values())
+    lowest_free = s.vlan_range[0]  # only grows: IDs below it are all taken
     for name in sorted(tenants):
         if name not in vlans:
-            vid = ipam.allocate_vlan(s.vlan_range[0], s.vlan_range[1], used_vlans)
+            vid = ipam.allocate_vlan(lowest_free, s.vlan_range[1], used_vlans)
             if vid is None:
                 problems.append(
                     SpecError(
@@ -105,6 +106,7 @@ def plan_site(
                 continue
             vlans[name] = vid
             used_vlans.add(vid)
+            lowest_free = vid + 1
 
     addresses: dict[str, dict[str, str]] = {}
     demands: list[Demand] = []

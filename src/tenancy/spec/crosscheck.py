@@ -57,7 +57,7 @@ def check_against_site(tenant: LoadedTenant, site: LoadedSite) -> list[SpecError
         for k, vol in enumerate(m.volumes):
             vpath = (*base, "volumes", k)
             field = f"spec.machines[{i}].volumes[{k}]"
-            if vol.pool not in s.pool_names():
+            if vol.pool not in s.pool_set:
                 errors.append(
                     SpecError(
                         tenant.locate(*vpath, "pool"),

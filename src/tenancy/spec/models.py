@@ -7,6 +7,7 @@ lives in ``tenancy.spec.crosscheck``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Annotated, Literal
@@ -281,5 +282,10 @@ class SiteSpec(Strict):
             raise ValueError("vlanRange as [low, high] within 1..4094")
         return self
 
+    @functools.cached_property
+    def pool_set(self) -> frozenset[str]:
+        """Storage pool names of all hosts (computed once: checked for every volume)."""
+        return frozenset(p.name for h in self.hosts for p in h.pools)
+
     def pool_names(self) -> set[str]:
-        return {p.name for h in self.hosts for p in h.pools}
+        return set(self.pool_set)

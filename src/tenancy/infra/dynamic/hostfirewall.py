@@ -36,8 +36,14 @@ def host_command(uri: str, argv: list[str]) -> list[str]:
 
 
 def _run(uri: str, argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(host_command(uri, argv), input=stdin, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        host_command(uri, argv),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def digest(text: str) -> str:
@@ -71,22 +77,26 @@ class HostFirewallProvider(LibvirtProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         loaded = self._load(props)
-        return CreateResult(f"{prop_str(props, 'uri')}#{prop_str(props, 'table')}",
-                            self.outputs(props, digest=loaded))
+        return CreateResult(
+            f"{prop_str(props, 'uri')}#{prop_str(props, 'table')}",
+            self.outputs(props, digest=loaded),
+        )
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult(self.outputs(news, digest=self._load(news)))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        listing = _run(prop_str(props, "uri"), ["nft", "list", "table", "inet",
-                                                 prop_str(props, "table")])
+        listing = _run(
+            prop_str(props, "uri"), ["nft", "list", "table", "inet", prop_str(props, "table")]
+        )
         if listing.returncode != 0:
             return gone()
         return ReadResult(id_, dict(props))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
-        result = _run(prop_str(props, "uri"), ["nft", "delete", "table", "inet",
-                                                prop_str(props, "table")])
+        result = _run(
+            prop_str(props, "uri"), ["nft", "delete", "table", "inet", prop_str(props, "table")]
+        )
         if result.returncode != 0 and "No such file" not in result.stderr:
             raise RuntimeError(f"nft delete table failed: {result.stderr.strip()}")
 
@@ -111,7 +121,8 @@ class HostFirewall(Resource, module="tenancy", name="HostFirewall"):
     ruleset: pulumi.Output[str]
     digest: pulumi.Output[str]
 
-    def __init__(self, resource_name: str, args: HostFirewallArgs,
-                 opts: pulumi.ResourceOptions | None = None) -> None:
+    def __init__(
+        self, resource_name: str, args: HostFirewallArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
         props = {**args_to_props(args), "digest": None}
         super().__init__(HostFirewallProvider(), resource_name, props, opts)
