@@ -15,16 +15,19 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import os
+import queue
 import runpy
 import signal
+import subprocess
 import sys
+import threading
 import traceback
 from collections.abc import Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 import grpc  # type: ignore[import-untyped,unused-ignore]
 from google.protobuf import empty_pb2  # type: ignore[import-untyped,unused-ignore]
@@ -34,7 +37,13 @@ from pulumi.runtime._grpc_settings import _GRPC_CHANNEL_OPTIONS
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc, plugin_pb2
 from pulumi.runtime.settings import SETTINGS
 
-__all__ = ["ProgramTarget", "ProjectLanguageServer", "engine_address_from_argv", "main"]
+__all__ = [
+    "PluginTarget",
+    "ProgramTarget",
+    "ProjectLanguageServer",
+    "engine_address_from_argv",
+    "main",
+]
 
 _INSTALL_NOTE = (
     b"tenancy: Python dependencies are managed by tools/python-env.sh (make setup); "
@@ -80,6 +89,63 @@ class ProgramTarget:
         else:
             directory = target.parent
         return cls(root=root, directory=directory, main_file=target, pwd=pwd)
+
+
+@dataclass(frozen=True)
+class PluginTarget:
+    """A plugin written in Python (a policy pack) and how to start it, from a RunPluginRequest."""
+
+    argv: list[str]
+    """`python -u <program> ARGS`: the program is a directory with `__main__.py` or a file."""
+    cwd: Path
+    env: dict[str, str]
+
+    @classmethod
+    def from_request(cls, request: language_pb2.RunPluginRequest, cwd: Path) -> PluginTarget:
+        """Resolve like the Go host: run the program directory in the venv's interpreter.
+
+        The CLI sends the plugin directory (where PulumiPolicy.yaml lives) as both the
+        root and the program directory, the working directory of the deployment as
+        `pwd` and the complete environment in `env` (which replaces ours).
+        """
+        info = request.info
+        directory = Path(info.program_directory or info.root_directory or request.pwd or cwd)
+        if not directory.is_absolute():
+            directory = cwd / directory
+        entry = info.entry_point or request.program or "."
+        program = directory / entry if not Path(entry).is_absolute() else Path(entry)
+        env = dict(os.environ) if not request.env else {}
+        for item in request.env:
+            key, sep, value = item.partition("=")
+            if sep:
+                env[key] = value
+        pwd = Path(request.pwd) if request.pwd else cwd
+        return cls(
+            argv=[sys.executable, "-u", str(program), *request.args],
+            cwd=pwd if pwd.is_dir() else directory,
+            env=env,
+        )
+
+
+def _pump(stream: IO[bytes], kind: str, out: queue.Queue[tuple[str, bytes]]) -> None:
+    """Copy a child's pipe into the queue as the bytes come; an empty chunk ends it."""
+    while chunk := os.read(stream.fileno(), 65536):
+        out.put((kind, chunk))
+    out.put((kind, b""))
+
+
+def _stop(proc: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGINT (pulumi-policy stops its server on KeyboardInterrupt), then kill."""
+    if proc.poll() is not None:
+        return
+    try:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    except ProcessLookupError:  # pragma: no cover - exited in between
+        pass
 
 
 def _user_traceback(exc: BaseException, program_dir: Path) -> str:
@@ -157,6 +223,40 @@ class ProjectLanguageServer(LanguageServer):
     ) -> empty_pb2.Empty:
         """Nothing to cancel out of band: the CLI stops us with SIGINT afterwards."""
         return empty_pb2.Empty()
+
+    def RunPlugin(  # noqa: N802 - gRPC method name
+        self, request: language_pb2.RunPluginRequest, context: grpc.ServicerContext
+    ) -> Iterator[language_pb2.RunPluginResponse]:
+        """Start a Python plugin (`pulumi preview --policy-pack DIR`) and stream its output.
+
+        The CLI reads the plugin's gRPC port from the first stdout line we relay, talks
+        to the plugin directly, and cancels this call when it is done with it: the
+        child is then interrupted (and killed if it lingers).
+        """
+        target = PluginTarget.from_request(request, Path.cwd())
+        proc = subprocess.Popen(
+            target.argv,
+            cwd=target.cwd,
+            env=target.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        context.add_callback(lambda: _stop(proc))
+        chunks: queue.Queue[tuple[str, bytes]] = queue.Queue()
+        assert proc.stdout is not None and proc.stderr is not None
+        for kind, stream in (("stdout", proc.stdout), ("stderr", proc.stderr)):
+            threading.Thread(target=_pump, args=(stream, kind, chunks), daemon=True).start()
+        open_streams = 2
+        while open_streams:
+            kind, chunk = chunks.get()
+            if not chunk:
+                open_streams -= 1
+            elif kind == "stdout":
+                yield language_pb2.RunPluginResponse(stdout=chunk)
+            else:
+                yield language_pb2.RunPluginResponse(stderr=chunk)
+        yield language_pb2.RunPluginResponse(exitcode=proc.wait())
 
     def Run(  # noqa: N802 - gRPC method name
         self, request: language_pb2.RunRequest, context: grpc.ServicerContext
@@ -242,7 +342,8 @@ def engine_address_from_argv(argv: Sequence[str]) -> str:
 
 def serve(engine_address: str, host: str = "127.0.0.1") -> tuple[grpc.Server, int]:
     """Start the gRPC server on a free port; split from main() so tests can drive it."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=_GRPC_CHANNEL_OPTIONS)
+    # A policy pack's RunPlugin holds a worker for the whole deployment, next to Run.
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8), options=_GRPC_CHANNEL_OPTIONS)
     language_pb2_grpc.add_LanguageRuntimeServicer_to_server(
         ProjectLanguageServer(engine_address), server
     )

@@ -234,6 +234,11 @@ def test_unknown_keys_name_the_allowed_keys(
     assert error.found == repr(field.rsplit(".", 1)[-1])
 
 
+def test_empty_key_is_named(tmp_path: Path) -> None:
+    (error,) = check(tmp_path, yaml.safe_dump(base()) + "'': 1\n")
+    assert (error.field, error.message, error.found) == ('[""]', "unknown key", "''")
+
+
 def test_valid_endpoints_and_ports(tmp_path: Path) -> None:
     doc = base()
     doc["spec"]["firewall"]["ingress"] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -438,3 +439,17 @@ def test_copy_project_leaves_the_repository_alone(tmp_path: Path) -> None:
     root = copy_project(tmp_path / "p")
     shutil.rmtree(root / "tenants")
     assert (Path(__file__).resolve().parents[2] / "tenants" / "hr.yaml").exists()
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_plan_paths_restores_the_garbage_collector(project: Path, enabled: bool) -> None:
+    was = gc.isenabled()
+    try:
+        (gc.enable if enabled else gc.disable)()
+        plan_paths(project)
+        assert gc.isenabled() is enabled
+        write_tenant(project, "a: [\n", name="broken")
+        assert not plan_paths(project).ok
+        assert gc.isenabled() is enabled
+    finally:
+        (gc.enable if was else gc.disable)()

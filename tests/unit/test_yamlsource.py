@@ -58,6 +58,10 @@ def test_format_path() -> None:
     assert format_path(("spec", "machines", 0, "flavor")) == "spec.machines[0].flavor"
     assert format_path((0, "a")) == "[0].a"
     assert format_path(()) == ""
+    # odd keys are quoted, so a field is never blank or ambiguous
+    assert format_path(("",)) == '[""]'
+    assert format_path(("spec", "a b", 0, "x.y")) == 'spec["a b"][0]["x.y"]'
+    assert format_path(("config", "tenancy:site", "hosts", 0)) == "config.tenancy:site.hosts[0]"
 
 
 def test_unicode_values_and_comments() -> None:

@@ -53,14 +53,26 @@ def build(inputs: ProgramInputs) -> dict[str, TenantHosting]:
     return tenants
 
 
+def project_root(cwd: Path) -> Path:
+    """The project pulumi runs: the nearest directory at or above ``cwd`` with Pulumi.yaml.
+
+    The language host starts the program in its ``main:`` directory (``stacks/``), so
+    the project file is one level up; falling back to this package's own checkout
+    would make every copy of the project (another clone, a test site) plan the
+    checkout's tenants and stacks instead of its own.
+    """
+    for candidate in (cwd, *cwd.parents):
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate
+    return Path(__file__).resolve().parents[3]
+
+
 def main() -> None:
     stack = pulumi.get_stack()
     config = pulumi.Config("tenancy")
     approve = [str(a) for a in (config.get_object("approve") or [])]
     approve += [a for a in os.environ.get("TENANCY_APPROVE", "").split(",") if a]
-    root = Path.cwd()
-    if not (root / "Pulumi.yaml").is_file():
-        root = Path(__file__).resolve().parents[3]
+    root = project_root(Path.cwd())
     try:
         inputs = load_inputs(root, stack, approve)
     except ProgramInputError as exc:

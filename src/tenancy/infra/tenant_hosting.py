@@ -72,5 +72,7 @@ class TenantHosting(pulumi.ComponentResource):
                 "filters": [
                     names.filter_name(t.name, g) for g in sorted({m.group for m in t.machines})
                 ],
+                # Visible to the guardrails policy pack (tenant-within-quota).
+                "quota": dict(t.quota),
             }
         )

@@ -7,6 +7,8 @@ and object-construction tags never reach the models.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -74,14 +76,23 @@ class Document:
 
 
 def format_path(path: PathKey) -> str:
-    """``("spec", "machines", 0, "flavor")`` -> ``spec.machines[0].flavor``."""
+    """``("spec", "machines", 0, "flavor")`` -> ``spec.machines[0].flavor``.
+
+    Keys that would read ambiguously (empty, or holding '.', '[', ']', quotes or
+    whitespace) are shown quoted, ``spec[""]``, so a field is never blank.
+    """
     out = ""
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not part or _ODD_KEY.search(part):
+            out += "[" + json.dumps(part, ensure_ascii=False) + "]"
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+_ODD_KEY = re.compile(r"[.\[\]\"'\s]")
 
 
 class _AliasNode(ScalarNode):
