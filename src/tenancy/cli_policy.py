@@ -93,7 +93,7 @@ def _harden(args: argparse.Namespace) -> int:
             wait_for_ssh(addresses, user, key, args.wait)
         except SshWaitError as exc:
             return _fail(str(exc), EXIT_FAILED)
-    if not args.no_lockout_check:
+    if not args.check and not args.no_lockout_check:  # check mode changes no firewall
         lockouts = lockout_problems(hosts)
         if lockouts:
             print("\n".join(lockouts), file=sys.stderr)
@@ -110,9 +110,11 @@ def _harden(args: argparse.Namespace) -> int:
         check=args.check,
         private_key=key,
         limit=args.limit,
+        tags=tuple(t for arg in args.tags for t in arg.split(",") if t),
+        skip_tags=tuple(t for arg in args.skip_tags for t in arg.split(",") if t),
         timeout=args.timeout,
         extravars={
-            "tenancy_catalogue": f"{sources.catalogue.metadata.name} "
+            "tenancy_run_catalogue": f"{sources.catalogue.metadata.name} "
             f"v{sources.catalogue.metadata.version}",
         },
     )
@@ -179,6 +181,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--check", action="store_true", help="report drift, change nothing (exit 4 on drift)"
     )
     p.add_argument("--limit", default=None, help="ansible --limit pattern (host or group names)")
+    p.add_argument(
+        "--tags",
+        action="append",
+        default=[],
+        metavar="TAGS",
+        help="only these tags: control IDs (BASE-SSH-03) or roles (tenancy_ssh); repeatable",
+    )
+    p.add_argument(
+        "--skip-tags",
+        action="append",
+        default=[],
+        metavar="TAGS",
+        help="skip these tags on every host of the run (a run-wide waiver); repeatable",
+    )
     p.add_argument(
         "--wait",
         type=float,

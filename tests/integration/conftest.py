@@ -367,3 +367,46 @@ def step_timer(request: pytest.FixtureRequest) -> Iterator[StepTimer]:
     timer = StepTimer(request.node.name, state / "reports" / f"{request.node.name}.txt")
     yield timer
     timer.write()
+
+
+# --- stand-in clients (network namespaces) -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Standins:
+    """The intranet/extranet/internet stand-ins of tools/standins.sh (namespace, address)."""
+
+    hosts: dict[str, tuple[str, str]]  # keyword -> (namespace, address)
+    created: bool  # this session brought them up (and takes them down)
+
+
+STANDIN_HOSTS = {
+    "intranet": ("tn-intranet", "10.255.1.2"),
+    "extranet": ("tn-extranet", "10.255.2.2"),
+    "internet": ("tn-internet", "10.255.3.2"),
+}
+
+
+def _standins_present() -> bool:
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    names = {line.split()[0] for line in listed.stdout.splitlines() if line.strip()}
+    return all(ns in names for ns, _ in STANDIN_HOSTS.values())
+
+
+@pytest.fixture(scope="session")
+def standins(libvirt_uri: str) -> Iterator[Standins]:
+    """tools/standins.sh up for the session; down at the end only if this session made them."""
+    root = Path(os.environ["TENANCY_ROOT"])
+    created = not _standins_present()
+    up = subprocess.run(
+        ["bash", str(root / "tools" / "standins.sh"), "up"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    _need(up.returncode == 0, f"tools/standins.sh up failed: {up.stderr.strip()}")
+    yield Standins(hosts=dict(STANDIN_HOSTS), created=created)
+    if created:
+        subprocess.run(
+            ["bash", str(root / "tools" / "standins.sh"), "down"], capture_output=True, check=False
+        )

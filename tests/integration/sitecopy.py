@@ -3,7 +3,8 @@
 The copy holds only what ``tenancy`` and the Pulumi program read from a
 project root: ``Pulumi.yaml``, ``stacks/__main__.py``, one stack file derived
 from ``stacks/Pulumi.local.yaml`` (site renamed, pools moved under
-``/var/lib/tenancy/pools/<site>-*``, ops key inside the copy) and the test
+``/var/lib/tenancy/pools/<site>-*``, ops key inside the copy), ``policies/``
+and ``roles/`` (the security baseline the program applies) and the test
 tenants. Everything else (code, templates) comes from the installed package,
 so a fix in the main tree is what the test exercises.
 
@@ -15,6 +16,7 @@ and other tests are never touched.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import secrets
@@ -119,13 +121,30 @@ class SiteCopy:
         """``tenancy --root <copy> ARGS`` (the real CLI and the real pulumi)."""
         return self.run(["tenancy", "--root", str(self.root), *args], timeout=timeout)
 
-    def pulumi(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        """The pulumi CLI directly, on the copy's stack and config copy (what an operator types)."""
-        config = self.state / "stacks" / f"Pulumi.{self.site}.yaml"
-        return self.run(
-            ["pulumi", *args, "--stack", self.site, "--config-file", str(config)],
-            timeout=timeout,
-        )
+    def pulumi(
+        self, *args: str, config: bool = False, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        """The pulumi CLI directly on the copy's stack (what an operator types); ``config``
+        adds ``--config-file`` with the copy ``tenancy`` keeps (for verbs that run the
+        program)."""
+        argv = ["pulumi", *args, "--stack", self.site]
+        if config:
+            argv += ["--config-file", str(self.state / "stacks" / f"Pulumi.{self.site}.yaml")]
+        return self.run(argv, timeout=timeout)
+
+    def locks(self) -> list[Path]:
+        """Lock files the file backend keeps for the copy's stack while an update runs."""
+        base = self.state / "pulumi" / ".pulumi" / "locks"
+        return sorted(p for p in base.glob(f"**/{self.site}/*.json") if p.is_file())
+
+    def pending_operations(self) -> list[dict[str, Any]]:
+        """``pending_operations`` of the stack's checkpoint (what an interrupted run left)."""
+        out = self.pulumi("stack", "export")
+        if out.returncode != 0:
+            raise AssertionError(f"pulumi stack export failed: {out.stderr}")
+        deployment = json.loads(out.stdout).get("deployment") or {}
+        pending: list[dict[str, Any]] = deployment.get("pending_operations") or []
+        return pending
 
     def plan(self) -> dict[str, Any]:
         out = self.tenancy("plan", "--site", self.site, "--format", "json")
@@ -155,12 +174,22 @@ class SiteCopy:
 
 
 def make_site_copy(main_root: Path, dest: Path, site: str, tenants: dict[str, Any]) -> SiteCopy:
-    """Build the copy: project file, program, derived stack file, tenants, ops key."""
+    """Build the copy: project file, program, derived stack file, policies and roles,
+    tenants, ops key."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(main_root / "Pulumi.yaml", dest / "Pulumi.yaml")
     (dest / "stacks").mkdir(exist_ok=True)
     shutil.copy2(main_root / "stacks" / "__main__.py", dest / "stacks" / "__main__.py")
     (dest / "tenants").mkdir(exist_ok=True)
+    # the program hashes and runs the security baseline from the project it runs in
+    for tree in ("policies", "roles"):
+        if (main_root / tree).is_dir():
+            shutil.copytree(
+                main_root / tree,
+                dest / tree,
+                dirs_exist_ok=True,
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            )
 
     doc = yaml.safe_load((main_root / "stacks" / "Pulumi.local.yaml").read_text())
     spec = doc["config"]["tenancy:site"]
@@ -319,9 +348,7 @@ def sweep_site(uri: str, copy: SiteCopy, tenant_names: list[str]) -> dict[str, l
                     pool.undefine()
     finally:
         conn.close()
-    subprocess.run(
-        ["nft", "delete", "table", "inet", copy.table], capture_output=True, check=False
-    )
+    subprocess.run(["nft", "delete", "table", "inet", copy.table], capture_output=True, check=False)
     for path in copy.pool_paths:
         if path.parent == POOL_BASE and path.name.startswith(f"{copy.site}-"):
             shutil.rmtree(path, ignore_errors=True)
@@ -378,3 +405,208 @@ def _lines(proc: subprocess.Popen[str], timeout: float) -> Iterator[str]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             break
+
+
+# --- listeners and probes -----------------------------------------------------------------
+
+# Accepts and closes TCP connections on every ``[addr:]port`` argument (one process, no
+# threads: cheap in a TCG guest). Ports that are taken are reported and skipped.
+LISTENER = r"""
+import os, selectors, socket, sys
+args = sys.argv[1:]
+if args[:1] == ["--pidfile"]:
+    with open(args[1], "w") as fh:
+        fh.write(f"{os.getpid()}\n")
+    args = args[2:]
+sel = selectors.DefaultSelector()
+for arg in args:
+    addr, _, port = arg.rpartition(":")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((addr or "0.0.0.0", int(port)))
+    except OSError as exc:
+        print(f"skip {arg}: {exc}", flush=True)
+        continue
+    s.listen(64)
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ)
+    print(f"listening {arg}", flush=True)
+while True:
+    for key, _ in sel.select():
+        try:
+            conn, _ = key.fileobj.accept()
+            conn.close()
+        except OSError:
+            pass
+"""
+
+# TCP connect to every ``addr:port`` argument in parallel; prints ``addr port state`` with
+# state open | refused | timeout | error:<reason>.
+PROBER = r"""
+import concurrent.futures, socket, sys
+def probe(target):
+    addr, _, port = target.rpartition(":")
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect((addr, int(port)))
+        return f"{addr} {port} open"
+    except socket.timeout:
+        return f"{addr} {port} timeout"
+    except ConnectionRefusedError:
+        return f"{addr} {port} refused"
+    except OSError:
+        return f"{addr} {port} error"
+    finally:
+        s.close()
+with concurrent.futures.ThreadPoolExecutor(64) as pool:
+    for line in pool.map(probe, sys.argv[1:]):
+        print(line, flush=True)
+"""
+
+GUEST_LISTENER = "/tmp/tenancy-listen.py"
+GUEST_PIDFILE = "/tmp/tenancy-listen.pid"
+
+
+def start_guest_listeners(copy: SiteCopy, address: str, ports: list[int]) -> list[int]:
+    """Start (once) a root listener on ``ports`` in the guest; returns the ports it listens on.
+
+    The listener is detached (setsid, nohup) so it outlives the SSH session; a running
+    one (pid file naming a live listener) is kept, so this is safe to repeat.
+    """
+    wanted = " ".join(str(p) for p in ports)
+    script = (
+        f"cat > {GUEST_LISTENER} && "
+        f'if ! grep -qs tenancy-listen /proc/"$(cat {GUEST_PIDFILE} 2>/dev/null)"/cmdline; '
+        "then "
+        f"sudo setsid nohup python3 {GUEST_LISTENER} --pidfile {GUEST_PIDFILE} {wanted} "
+        "> /tmp/tenancy-listen.log 2>&1 < /dev/null & fi"
+    )
+    argv = ["ssh", *SSH_OPTS, "-i", str(copy.key), f"ops@{address}", script]
+    started = subprocess.run(
+        argv, input=LISTENER, capture_output=True, text=True, timeout=90, check=False
+    )
+    if started.returncode != 0:
+        raise AssertionError(f"listener on {address}: {started.stderr.strip()}")
+    deadline = time.monotonic() + 60
+    listening: set[int] = set()
+    while time.monotonic() < deadline:
+        out = ssh(copy, address, "ss -Hltn", timeout=30)
+        listening = set()
+        for line in (out.stdout or "").splitlines():
+            fields = line.split()
+            if len(fields) >= 4:
+                port = fields[3].rpartition(":")[2]
+                if port.isdigit():
+                    listening.add(int(port))
+        if set(ports) <= listening:
+            break
+        time.sleep(2)
+    return sorted(listening & set(ports))
+
+
+def probe_from_guest(
+    copy: SiteCopy, address: str, targets: list[tuple[str, int]]
+) -> dict[tuple[str, int], str]:
+    """``nc -z`` from the guest to every target in parallel: open | refused | timeout."""
+    lines = [
+        'p() { out=$(nc -z -v -w 3 "$1" "$2" 2>&1); rc=$?; echo "$1 $2 $rc" $out; }',
+        *(f"p {addr} {port} &" for addr, port in targets),
+        "wait",
+    ]
+    out = ssh(copy, address, "\n".join(lines), timeout=120)
+    if out.returncode not in (0, 1):
+        raise AssertionError(f"probes from {address} failed: {out.stderr.strip()}")
+    results: dict[tuple[str, int], str] = {}
+    for line in (out.stdout or "").splitlines():
+        fields = line.split(None, 3)
+        if len(fields) < 3 or not fields[1].isdigit():
+            continue
+        rest = fields[3] if len(fields) > 3 else ""
+        if fields[2] == "0":
+            state = "open"
+        elif "refused" in rest:
+            state = "refused"
+        else:
+            state = "timeout"
+        results[(fields[0], int(fields[1]))] = state
+    missing = [t for t in targets if t not in results]
+    if missing:
+        raise AssertionError(f"probes from {address}: no answer for {missing}: {out.stdout}")
+    return results
+
+
+def netns_argv(netns: str | None) -> list[str]:
+    return ["ip", "netns", "exec", netns] if netns else []
+
+
+def probe_from_host(
+    python: str, netns: str | None, targets: list[tuple[str, int]]
+) -> dict[tuple[str, int], str]:
+    """TCP connects from this host (``netns`` None) or from a stand-in namespace."""
+    argv = [*netns_argv(netns), python, "-c", PROBER, *(f"{a}:{p}" for a, p in targets)]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    if out.returncode != 0:
+        raise AssertionError(f"probes from {netns or 'host'} failed: {out.stderr.strip()}")
+    results: dict[tuple[str, int], str] = {}
+    for line in out.stdout.splitlines():
+        addr, port, state = line.split(None, 2)
+        results[(addr, int(port))] = state
+    return results
+
+
+def start_host_listener(python: str, netns: str | None, binds: list[str]) -> subprocess.Popen[str]:
+    """A listener on this host or in a namespace; the caller stops it (``terminate``)."""
+    proc = subprocess.Popen(
+        [*netns_argv(netns), python, "-u", "-c", LISTENER, *binds],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    for _ in binds:
+        line = proc.stdout.readline()
+        if not line:
+            break
+    return proc
+
+
+def waive_baseline(copy: SiteCopy, tenants: list[str], profile: str = "baseline") -> list[str]:
+    """Waive every control of ``profile`` for ``tenants`` in the copy (a waiver file).
+
+    The program applies the security baseline to every tenant (PolicyRun); with
+    the controls waived the run still happens (SSH, facts) but changes nothing
+    in the guests, so a test of the host firewall layers sees only those layers
+    and does not spend ~5 minutes of TCG per VM hardening. Returns the controls.
+    """
+    catalogue = yaml.safe_load((copy.root / "policies" / "catalogue.yaml").read_text())
+    profiles = catalogue.get("profiles") or {}
+    controls: list[str] = []
+    todo = [profile]
+    while todo:
+        name = todo.pop()
+        entry = profiles.get(name) or {}
+        controls += [c for c in entry.get("controls") or [] if c not in controls]
+        todo += list(entry.get("extends") or [])
+    expires = datetime.date.today() + datetime.timedelta(days=7)  # dumped as a YAML date
+    doc = {
+        "apiVersion": "tenancy/v1",
+        "kind": "WaiverList",
+        "waivers": [
+            {
+                "control": control,
+                "tenant": tenant,
+                "justification": "integration test of the host firewall layers "
+                "(tests/integration/test_site_local.py); the baseline has its own suite",
+                "approved_by": "tests/integration",
+                "expires": datetime.date.fromordinal(expires.toordinal()),  # no YAML alias
+            }
+            for tenant in tenants
+            for control in controls
+        ],
+    }
+    waivers = copy.root / "policies" / "waivers"
+    waivers.mkdir(parents=True, exist_ok=True)
+    (waivers / f"integration-{copy.site}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return controls

@@ -17,6 +17,7 @@ from pulumi_mocks import COMPONENT, DYNAMIC, Program, Registered, program_inputs
 from unit_helpers import REPO, tenant_doc, write_tenant
 
 from tenancy.infra import program as tenancy_program
+from tenancy.infra import tenant_hosting
 from tenancy.infra.program_config import ProgramInputs
 from tenancy.infra.storage_volume import GIB
 from tenancy.plan import names
@@ -24,6 +25,9 @@ from tenancy.plan.model import MachinePlan, Plan, TenantPlan
 from tenancy.render.firewall import render_host_nftables, table_name
 
 SITES = ["local", "dc-east"]
+# One PolicyRun (the tenant's hardening run) per tenant with machines, where the
+# TenantHosting component creates them.
+POLICY_RUNS = hasattr(tenant_hosting, "PolicyRun")
 Build = Callable[..., tuple[ProgramInputs, Program]]
 
 
@@ -74,6 +78,7 @@ def expected_counts(inputs: ProgramInputs) -> dict[str, int]:
         # 3 base volumes (disk, kernel, initrd) per image and host, a root overlay per
         # machine and one volume per StorageVolume
         "Volume": 3 * len(inputs.images) * len(site.hosts) + len(ms) + volumes,
+        "PolicyRun": sum(1 for t in plan.tenants if t.machines) if POLICY_RUNS else 0,
     }
     return {k: v for k, v in sorted(counts.items()) if v}
 
@@ -91,7 +96,9 @@ def test_example_sites_pinned_totals(build: Build) -> None:
     """The shipped examples, spelled out: local has hr + tourism, dc-east three tenants."""
     _, local = build("local")
     _, east = build("dc-east")
+    runs = {"PolicyRun": 2} if POLICY_RUNS else {}
     assert local.counts() == {
+        **runs,
         "CloudInitDisk": 2,
         "Domain": 2,
         "FirewallPolicy": 2,
@@ -109,7 +116,7 @@ def test_example_sites_pinned_totals(build: Build) -> None:
         "hr-portal-1-domain",
         "tourism-web-1-domain",
     ]
-    assert len(east.resources) == 100, east.counts()
+    assert len(east.resources) == 100 + (3 if POLICY_RUNS else 0), east.counts()
     assert sorted(r.name for r in east.of_kind("TenantHosting")) == [
         "culture-tourism-portal",
         "family-planning",

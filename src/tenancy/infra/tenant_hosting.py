@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from tenancy.infra.dynamic.policyrun import PolicyRun, PolicyRunArgs, discover_policy_run_args
 from tenancy.infra.firewall_policy import FirewallPolicy, FirewallPolicyArgs
 from tenancy.infra.hypervisor import Hypervisor
 from tenancy.infra.segment import Segment, SegmentArgs
@@ -24,6 +25,9 @@ class TenantHostingArgs:
     seeds: dict[str, SeedDocuments]  # by domain name
     ops_cidrs: list[str]
     approved: frozenset[str]  # domain names the operator approved to replace/delete
+    # the tenant's hardening run (tenancy.infra.dynamic.policyrun.policy_run_args);
+    # None: derived from the project the program runs in (discover_policy_run_args)
+    policy: PolicyRunArgs | None = None
 
 
 class TenantHosting(pulumi.ComponentResource):
@@ -66,6 +70,19 @@ class TenantHosting(pulumi.ComponentResource):
                     ),
                     pulumi.ResourceOptions(parent=self),
                 )
+        # The security baseline, once every domain of the tenant exists (a replaced
+        # domain has a new UUID, which makes the run apply again).
+        self.policy: PolicyRun | None = None
+        if self.machines:
+            self.policy = PolicyRun(
+                f"{t.name}-policy",
+                (args.policy or discover_policy_run_args(t)).with_instances(
+                    {d: vm.domain.uuid for d, vm in self.machines.items()}
+                ),
+                pulumi.ResourceOptions(
+                    parent=self, depends_on=[vm.domain for vm in self.machines.values()]
+                ),
+            )
         self.register_outputs(
             {
                 "machines": {d: vm.address for d, vm in self.machines.items()},

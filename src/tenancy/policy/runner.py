@@ -7,7 +7,7 @@ A run lives in ``$TENANCY_STATE/runs/<run-id>/`` (git-ignored) and is kept:
 ``inventory/hosts.yml``   the rendered inventory (:func:`tenancy.policy.variables.policy_inventory`)
 ``env/envvars``           the ``ANSIBLE_*`` settings (pipelining, no host key checking, the
                           private key *path*, Python interpreter, SSH keepalives)
-``env/extravars``         run id, catalogue name and version, policy digest, check mode
+``env/extravars``         tenancy_run_*: run id, check mode, catalogue version, policy digest
 ``artifacts/<run-id>/``   ansible-runner's own: ``job_events/*.json``, ``stdout``, ``status``,
                           ``rc``, ``command``
 ``summary.json``          the per-host results below (:class:`RunResult`)
@@ -50,6 +50,8 @@ from typing import Any, TextIO
 
 import yaml
 
+from tenancy.policy.catalogue import CatalogueError, load_catalogue
+
 __all__ = [
     "MAX_FORKS",
     "READY_PROBE",
@@ -58,6 +60,7 @@ __all__ = [
     "RunResult",
     "SshWaitError",
     "TaskRef",
+    "active_controls",
     "ansible_settings",
     "child_environment",
     "control_ids",
@@ -102,7 +105,7 @@ def new_run_id(kind: str, site: str, tenant: str | None = None) -> str:
     """``20261128T052700Z-apply-local-hr-1a2b3c``: sortable, readable, unique."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     parts = [stamp, kind, site, tenant or "all", secrets.token_hex(3)]
-    return "-".join(re.sub(r"[^A-Za-z0-9_.]+", "_", p) for p in parts)
+    return "-".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", p) for p in parts)
 
 
 def private_key_for(root: Path, key_files: Iterable[str]) -> Path | None:
@@ -178,6 +181,10 @@ class RunRequest:
     forks: int | None = None
     timeout: float = 3600.0
     extravars: Mapping[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    """Only tasks with these tags (ansible --tags), e.g. a control ID or a role name."""
+    skip_tags: tuple[str, ...] = ()
+    """Skip tasks with these tags (ansible --skip-tags), e.g. a control ID."""
 
     @property
     def run_dir(self) -> Path:
@@ -395,8 +402,18 @@ _STAT_FIELDS = {
 }
 
 
-def parse_events(events_dir: Path, hosts: Iterable[str] = ()) -> dict[str, HostResult]:
-    """Per-host results from ansible-runner's ``job_events``; every host of ``hosts`` appears."""
+def parse_events(
+    events_dir: Path,
+    hosts: Iterable[str] = (),
+    active: Mapping[str, set[str]] | None = None,
+) -> dict[str, HostResult]:
+    """Per-host results from ansible-runner's ``job_events``; every host of ``hosts`` appears.
+
+    ``active`` (host -> control IDs the host gets) narrows the IDs of a task that
+    implements several controls to the host's own (a baseline host is not told
+    about the level-3 controls a shared task also serves).
+    """
+    active = active or {}
     results = {h: HostResult(host=h) for h in hosts}
     for event in _events(events_dir):
         kind = event.get("event")
@@ -411,12 +428,10 @@ def parse_events(events_dir: Path, hosts: Iterable[str] = ()) -> dict[str, HostR
         res = data.get("res") or {}
         name = str(data.get("task") or data.get("task_action") or "")
         entry = results.setdefault(host, HostResult(host=host))
-        ref = TaskRef(
-            host=host,
-            task=name,
-            role=str(data.get("role") or ""),
-            controls=control_ids(name, _tags_at(str(data.get("task_path") or ""))),
-        )
+        controls = control_ids(name, _tags_at(str(data.get("task_path") or "")))
+        if host in active:
+            controls = [c for c in controls if c in active[host]]
+        ref = TaskRef(host=host, task=name, role=str(data.get("role") or ""), controls=controls)
         if kind == "runner_on_ok" and res.get("changed"):
             entry.changed_tasks.append(ref)
         elif kind == "runner_on_failed" and not data.get("ignore_errors"):
@@ -496,7 +511,7 @@ def prepare_run(request: RunRequest) -> Path:
         yaml.safe_dump(ansible_settings(run_dir, request.private_key), sort_keys=True),
         encoding="utf-8",
     )
-    extravars = {"tenancy_run_id": request.run_id, "tenancy_check_mode": request.check}
+    extravars = {"tenancy_run_id": request.run_id, "tenancy_run_check_mode": request.check}
     extravars.update(request.extravars)
     (env_dir / "extravars").write_text(
         yaml.safe_dump(extravars, sort_keys=True, allow_unicode=True), encoding="utf-8"
@@ -521,15 +536,39 @@ def _command(request: RunRequest, host_count: int) -> list[str]:
     ]
     if request.limit:
         argv += ["--limit", request.limit]
-    if request.check:
-        argv += ["--cmdline", "--check"]
-    return argv
+    cmdline = ["--check"] if request.check else []
+    if request.tags:
+        cmdline.append("--tags=" + ",".join(request.tags))
+    if request.skip_tags:
+        cmdline.append("--skip-tags=" + ",".join(request.skip_tags))
+    if cmdline:
+        argv.append("--cmdline=" + " ".join(cmdline))  # "=": argparse would take "--check" for
+    return argv  # an option of ansible-runner
 
 
-def _inventory_hosts(inventory: Mapping[str, Any]) -> list[str]:
+def _inventory_hosts(inventory: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     from tenancy.policy.variables import tenant_hosts  # local: variables imports the plan
 
-    return sorted(tenant_hosts(dict(inventory)))
+    return tenant_hosts(dict(inventory))
+
+
+def active_controls(project: Path, hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, set[str]]:
+    """Host -> the control IDs it gets (its profiles' minus its waivers), from a run's project.
+
+    Empty when the project has no valid catalogue (nothing is narrowed then).
+    """
+    try:
+        catalogue = load_catalogue(project / "catalogue.yaml", roles_dir=project / "roles")
+    except CatalogueError:
+        return {}
+    out: dict[str, set[str]] = {}
+    for host, hv in hosts.items():
+        try:
+            ids = {c.id for c in catalogue.controls_for(hv.get("tenancy_profiles") or ["baseline"])}
+        except KeyError:
+            continue
+        out[host] = ids - set(hv.get("tenancy_waived_controls") or [])
+    return out
 
 
 def run_policy(request: RunRequest, stream: TextIO | None = None) -> RunResult:
@@ -538,7 +577,8 @@ def run_policy(request: RunRequest, stream: TextIO | None = None) -> RunResult:
     ``stream`` receives ansible's output line by line while it runs (the CLI
     passes stderr); it is always kept in ``artifacts/<run-id>/stdout``.
     """
-    hosts = _inventory_hosts(request.inventory)
+    host_vars = _inventory_hosts(request.inventory)
+    hosts = sorted(host_vars)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
     run_dir = prepare_run(request)
@@ -583,7 +623,8 @@ def run_policy(request: RunRequest, stream: TextIO | None = None) -> RunResult:
             result.error = f"the run exceeded its {request.timeout:.0f} s timeout and was stopped"
     except OSError as exc:
         result.error = f"cannot start ansible-runner: {exc}"
-    result.hosts = parse_events(request.artifact_dir / "job_events", hosts)
+    active = active_controls(run_dir / "project", host_vars)
+    result.hosts = parse_events(request.artifact_dir / "job_events", hosts, active)
     if not result.error and result.rc != 0 and not result.failed_hosts:
         tail = _tail(log, 15)
         result.error = f"ansible-runner ended with rc {result.rc} ({result.status}): {tail}"

@@ -226,17 +226,21 @@ def policy_inventory(
     sources: PolicySources,
     today: date,
     tenants: Iterable[str] | None = None,
+    *,
+    check_site: bool = True,
 ) -> dict[str, Any]:
     """The YAML-ready inventory a policy run uses: ``tenancy inventory`` plus the policy variables.
 
     Groups and host names are those of :func:`tenancy.render.inventory.inventory`
     (``all.children.<tenant>.children.<tenant>_<group>.hosts.<domain>``);
     ``tenants`` limits it to those tenants (default: all of the plan).
-    Raises :class:`VariablesError` naming every problem.
+    Raises :class:`VariablesError` naming every problem; ``check_site=False``
+    leaves :func:`site_problems` to the caller (the PolicyRun reports them when
+    it runs, so a site's hardening settings cannot block its VMs' preview).
     """
     wanted = None if tenants is None else list(dict.fromkeys(tenants))
     by_name = {t.name: t for t in plan.tenants}
-    errors = site_problems(site)
+    errors = site_problems(site) if check_site else []
     if wanted is not None:
         errors += [
             f"tenant {name!r} is not planned on site {plan.site} "

@@ -284,8 +284,13 @@ def stop_gracefully(dom: Any, timeout: float, poll: float = 1.0, resend: float =
         if now >= next_request:
             try:
                 dom.shutdown()
-            except libvirt.libvirtError:
-                if _is_active(dom):
+            except libvirt.libvirtError as exc:
+                # An active guest that is not running (already "in shutdown" after an
+                # earlier request, slow under TCG; or paused) makes libvirt refuse
+                # another request with "domain is not running": keep waiting, the
+                # deadline still destroys it. Failing here failed whole destroys.
+                still_active = _is_active(dom)
+                if still_active and exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
                     raise
             next_request = now + resend
         time.sleep(poll)

@@ -1,0 +1,172 @@
+"""Benchmark: the compliance audit of one host against N hosts in parallel (pytest-xdist).
+
+Creates its own isolated site (a project copy with site ``bench-audit``, N
+tenants of one tiny TCG VM each, explicit CIDRs 10.30.21x.0/24, a declared
+cross-tenant flow so other-tenant probes run), brings it up, applies the
+baseline (``tenancy harden``), then times in one run:
+
+* ``tenancy audit --tenant <t>`` for each tenant alone (one host, one worker);
+* ``tenancy audit`` of all N hosts with ``--workers N`` (xdist, one host per worker).
+
+Parallel efficiency = mean(one-host time) / N-host time (1.0 = N hosts cost
+no more than one; target >= 0.7). Lynis is left out (``--no-lynis``): it is
+timed separately per host and printed for information. Everything created is
+destroyed at the end (``tenancy destroy``, then a sweep by name prefix),
+unless ``--keep``.
+
+Needs the hypervisor, the guest image and the engine (``make setup``), root,
+and several minutes under TCG. Run: ``python bench/bench_audit.py [--hosts 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+
+from sitecopy import SiteCopy, make_site_copy, sweep_site, wait_for_ssh  # noqa: E402
+
+SITE = "bench-audit"
+TARGET = 0.7
+URI = "qemu:///system"
+
+
+def tenant(i: int, n: int) -> tuple[str, dict[str, Any]]:
+    name = f"bench-a{i}"
+    spec: dict[str, Any] = {
+        "site": SITE,
+        "zone": "intranet",
+        "network": {"cidr": f"10.30.{210 + i}.0/24"},
+        "machines": [
+            {"name": "app", "count": 1, "flavor": "tiny", "image": "debian-12", "diskGiB": 4}
+        ],
+        "firewall": {
+            "ingress": [{"from": "intranet", "to": "app", "ports": ["443/tcp"]}],
+            "egress": [{"to": "internet", "ports": ["443/tcp"]}],
+        },
+        "policies": ["baseline"],
+    }
+    # a two-sided cross-tenant flow: bench-a1 calls bench-a2 on 8443
+    if i == 1 and n > 1:
+        spec["firewall"]["egress"].append({"to": "bench-a2", "ports": ["8443/tcp"]})
+    if i == 2:
+        spec["firewall"]["ingress"].append({"from": "bench-a1", "ports": ["8443/tcp"]})
+    doc = {
+        "apiVersion": "tenancy/v1",
+        "kind": "Tenant",
+        "metadata": {"name": name, "owner": "bench@example.gov"},
+        "spec": spec,
+    }
+    return name, doc
+
+
+def audit(copy: SiteCopy, out: Path, *args: str) -> tuple[float, dict[str, Any]]:
+    start = time.monotonic()
+    done = copy.tenancy(
+        "audit", "--site", SITE, "--out", str(out), "--no-lynis", "-q", *args, timeout=3600
+    )
+    seconds = time.monotonic() - start
+    results = out / "results.json"
+    doc = json.loads(results.read_text()) if results.is_file() else {}
+    if not doc:
+        raise SystemExit(
+            f"audit {args} produced no results (exit {done.returncode}):\n{done.stderr}"
+        )
+    return seconds, doc
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=2, help="hosts (tenants) audited in parallel")
+    parser.add_argument("--keep", action="store_true", help="do not destroy the site at the end")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench_audit: needs root (libvirt, network namespaces)", file=sys.stderr)
+        return 2
+    names = [tenant(i, args.hosts) for i in range(1, args.hosts + 1)]
+    work = Path(tempfile.mkdtemp(prefix="tenancy-bench-audit-"))
+    copy = make_site_copy(REPO, work / "project", SITE, dict(names))
+    for extra in ("roles", "policies"):
+        (copy.root / extra).symlink_to(REPO / extra)
+    subprocess.run(["bash", str(REPO / "tools" / "standins.sh"), "up"], check=False)
+    rows: list[tuple[str, float, str]] = []
+    code = 0
+    try:
+        start = time.monotonic()
+        up = copy.tenancy("up", "--site", SITE, timeout=1800)
+        if up.returncode != 0:
+            raise SystemExit(f"tenancy up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}")
+        plan = copy.plan()
+        addresses = [m["address"] for t in plan["tenants"] for m in t["machines"]]
+        for address in addresses:
+            wait_for_ssh(copy, address, timeout=600)
+        rows.append(("up + SSH", time.monotonic() - start, f"{len(addresses)} VMs"))
+        start = time.monotonic()
+        harden = copy.tenancy("harden", "--site", SITE, "--quiet", timeout=3600)
+        rows.append(("harden", time.monotonic() - start, f"exit {harden.returncode}"))
+
+        singles = []
+        for name, _ in names:
+            seconds, doc = audit(copy, work / f"audit-{name}", "--tenant", name, "--workers", "1")
+            singles.append(seconds)
+            rows.append((f"audit {name} (1 host)", seconds, _counts(doc)))
+        seconds, doc = audit(copy, work / "audit-all", "--workers", str(args.hosts))
+        rows.append((f"audit {args.hosts} hosts, -n {args.hosts}", seconds, _counts(doc)))
+        efficiency = (sum(singles) / len(singles)) / seconds
+
+        start = time.monotonic()
+        lynis = copy.run(
+            [
+                "ssh",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-i",
+                str(copy.key),
+                f"ops@{addresses[0]}",
+                "sudo lynis audit system --quick --no-colors >/dev/null; "
+                "sudo grep ^hardening_index= /var/log/lynis-report.dat",
+            ],
+            timeout=1800,
+        )
+        rows.append(("lynis (1 host)", time.monotonic() - start, lynis.stdout.strip()))
+    finally:
+        if not args.keep:
+            copy.tenancy("destroy", "--site", SITE, timeout=1800)
+            left = sweep_site(URI, copy, [n for n, _ in names])
+            if any(left.values()):
+                print(f"swept leftovers: {left}")
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            print(f"kept {copy.root} (destroy: tenancy --root {copy.root} destroy --site {SITE})")
+    print(f"\n{'step':<34} {'seconds':>9}  result")
+    for name, seconds, note in rows:
+        print(f"{name:<34} {seconds:9.1f}  {note}")
+    verdict = "ok" if efficiency >= TARGET else "BELOW TARGET"
+    print(
+        f"\nparallel efficiency = mean(1-host audit) / {args.hosts}-host audit = "
+        f"{efficiency:.2f} (target >= {TARGET}): {verdict}"
+    )
+    return code
+
+
+def _counts(doc: dict[str, Any]) -> str:
+    summary = doc.get("summary", {})
+    return ", ".join(f"{v} {k}" for k, v in summary.items() if v) + f"; exit {doc.get('exit_code')}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

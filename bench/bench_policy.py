@@ -1,0 +1,210 @@
+"""Benchmark: the security baseline on 1 VM, on 2+ VMs in parallel, and a no-op re-run.
+
+Needs the full environment (``make setup``: libvirt, the Pulumi CLI, the guest
+image) and takes 20-60 minutes under TCG: it is run by hand (``make bench``),
+never in CI.
+
+What it does, in one run and on one machine, so the ratios compare like with like:
+
+1. builds an isolated copy of the project (``tests/integration/sitecopy.py``) with a
+   site ``it-bench`` (derived from the local site) and one tenant ``it-bench``
+   of N+1 tiny VMs (baseline profile), and brings the VMs up with ``tenancy up``
+   with the PolicyRuns excluded, so every VM is stock;
+2. ``1 VM``: applies the baseline to the first VM alone (one ansible-runner run);
+3. ``N VMs``: applies it to the other N VMs in ONE run (forks = N, in parallel);
+4. ``no-op``: runs it again on all N+1 VMs (nothing left to change).
+
+Printed: wall time of each run, tasks and seconds per task, the **parallel
+efficiency** ``t(1 VM) / t(N VMs)`` (1.0 = N hosts cost no more than one;
+the ideal for independent hosts on enough cores) and the no-op re-run time against
+the first run. On these 2-core machines each TCG guest keeps a core busy, so
+expect the efficiency to fall with N well before real KVM hypervisors would.
+
+The copy, its VMs, networks and pools are destroyed at the end (and swept by
+name prefix even when a step fails).
+
+Run: ``python bench/bench_policy.py [--parallel 2] [--keep-runs DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+
+from sitecopy import SiteCopy, make_site_copy, sweep_site  # noqa: E402
+
+from tenancy.plan.planner import plan_paths  # noqa: E402
+from tenancy.policy.runner import (  # noqa: E402
+    RunRequest,
+    RunResult,
+    new_run_id,
+    run_policy,
+    wait_for_ssh,
+)
+from tenancy.policy.variables import load_policy_sources, policy_inventory  # noqa: E402
+from tenancy.spec.loader import load_site, site_file  # noqa: E402
+
+SITE = TENANT = "it-bench"
+CIDR = "10.30.203.0/24"
+URI = "qemu:///system"
+
+
+def tenant_doc(count: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "tenancy/v1",
+        "kind": "Tenant",
+        "metadata": {"name": TENANT, "displayName": "bench", "owner": "bench@example.gov"},
+        "spec": {
+            "site": SITE,
+            "zone": "intranet",
+            "network": {"cidr": CIDR},
+            "machines": [
+                {
+                    "name": "app",
+                    "count": count,
+                    "flavor": "tiny",
+                    "image": "debian-12",
+                    "diskGiB": 4,
+                    "role": "app",
+                }
+            ],
+            "firewall": {
+                "ingress": [{"from": "intranet", "to": "app", "ports": ["443/tcp"]}],
+                "egress": [],
+            },
+            "policies": ["baseline"],
+        },
+    }
+
+
+def inventory_of(copy: SiteCopy) -> tuple[dict[str, Any], dict[str, str]]:
+    result = plan_paths(copy.root, None, sites=[SITE])
+    assert result.ok, [str(e) for e in result.problems.errors]
+    site, _ = load_site(site_file(copy.root / "stacks", SITE), SITE, copy.root)
+    assert site is not None
+    plan = result.plans[SITE]
+    inv = policy_inventory(plan, site.spec, load_policy_sources(copy.root), date.today())
+    return inv, {m.domain: m.address for m in plan.machines()}
+
+
+def apply(copy: SiteCopy, inv: dict[str, Any], hosts: list[str], kind: str) -> RunResult:
+    request = RunRequest(
+        run_id=new_run_id(kind, SITE, TENANT),
+        project=copy.root,
+        inventory=inv,
+        state_dir=copy.state,
+        private_key=copy.key,
+        limit=",".join(hosts),
+        timeout=7200,
+    )
+    result = run_policy(request)
+    if not result.ok:
+        raise SystemExit(f"{kind}: the run failed:\n" + "\n".join(result.lines()) + result.error)
+    return result
+
+
+def tasks_of(result: RunResult, hosts: list[str]) -> int:
+    return max(result.hosts[h].ok + result.hosts[h].skipped for h in hosts)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parallel", type=int, default=2, help="VMs of the parallel run (N)")
+    parser.add_argument("--keep-runs", type=Path, default=None, help="copy the run dirs here")
+    args = parser.parse_args()
+    if not os.environ.get("PULUMI_PREFIX"):
+        print("source tools/env.sh first (the Pulumi CLI and libvirt are needed)", file=sys.stderr)
+        return 2
+    n = max(2, args.parallel)
+    work = Path(tempfile.mkdtemp(prefix="tenancy-bench-policy-"))
+    copy = make_site_copy(ROOT, work / "project", SITE, {TENANT: tenant_doc(n + 1)})
+    (copy.root / "roles").symlink_to(ROOT / "roles")
+    (copy.root / "policies").mkdir()
+    for name in ("catalogue.yaml", "playbook.yml"):
+        (copy.root / "policies" / name).symlink_to(ROOT / "policies" / name)
+    os.environ["PULUMI_CONTINUE_ON_ERROR"] = "true"
+    timings: dict[str, Any] = {}
+    try:
+        start = time.monotonic()
+        up = copy.tenancy(
+            "up",
+            "--site",
+            SITE,
+            "--",
+            "--exclude",
+            f"urn:pulumi:{SITE}::tenancy::**::*-policy",
+            timeout=3600,
+        )
+        if up.returncode != 0:
+            raise SystemExit(f"tenancy up failed:\n{up.stdout[-3000:]}\n{up.stderr[-3000:]}")
+        inv, addresses = inventory_of(copy)
+        wait_for_ssh(addresses, "ops", copy.key, 1800)
+        timings["boot_seconds"] = round(time.monotonic() - start, 1)
+        names = sorted(addresses)
+        one, many = names[:1], names[1 : n + 1]
+
+        first = apply(copy, inv, one, "bench1")
+        parallel = apply(copy, inv, many, f"bench{n}")
+        noop = apply(copy, inv, names, "noop")
+        t1, tn, t0 = first.seconds, parallel.seconds, noop.seconds
+        rows = [
+            ("1 VM (first run)", first, one),
+            (f"{n} VMs in parallel (first run)", parallel, many),
+            (f"{n + 1} VMs no-op re-run", noop, names),
+        ]
+        print(f"\nbench_policy: baseline under {copy.site} (TCG), per run:")
+        print(f"  {'run':<32} {'seconds':>8} {'tasks':>6} {'s/task':>7} {'changed/host':>14}")
+        for label, result, hosts in rows:
+            tasks = tasks_of(result, hosts)
+            changed = "/".join(str(result.hosts[h].changed) for h in hosts)
+            print(
+                f"  {label:<32} {result.seconds:8.1f} {tasks:6d} {result.seconds / tasks:7.2f}"
+                f" {changed:>14}"
+            )
+        efficiency = t1 / tn
+        print(
+            f"\nparallel efficiency t(1 VM) / t({n} VMs) = {t1:.1f} / {tn:.1f} = {efficiency:.2f}"
+            "  (1.00 = perfectly parallel)"
+        )
+        print(f"speedup over one-at-a-time = {n * t1 / tn:.2f}x for {n} VMs")
+        print(f"no-op re-run on {n + 1} VMs = {t0:.1f} s = {t0 / t1:.2f} x the first run on 1 VM")
+        timings.update(
+            {
+                "first_1vm_seconds": t1,
+                f"first_{n}vm_seconds": tn,
+                "noop_seconds": t0,
+                "parallel_efficiency": round(efficiency, 3),
+                "changed_first_run": {
+                    h: r.changed
+                    for res in (first, parallel)
+                    for h, r in res.hosts.items()
+                    if h in one + many and r.changed
+                },
+                "changed_noop": {h: noop.hosts[h].changed for h in names},
+            }
+        )
+        print(json.dumps(timings, indent=2))
+        return 0
+    finally:
+        if args.keep_runs:
+            shutil.copytree(copy.state / "runs", args.keep_runs, dirs_exist_ok=True)
+        copy.tenancy("destroy", "--site", SITE, timeout=1800)
+        left = sweep_site(URI, copy, [TENANT])
+        if any(left.values()):
+            print(f"swept leftovers: {left}", file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""The ``tenancy audit`` verb: run the compliance suite against a site, keep the evidence."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+
+from tenancy import cli
+from tenancy.policy.audit import AuditError, AuditOptions, run_audit, summary_lines
+
+EPILOG = """\
+exit codes:
+  0  every required control holds on every audited host
+  1  a required control failed (or could not be proven) on at least one host,
+     or the plan, the catalogue or the waivers are invalid
+  2  usage error, or the compliance suite could not run
+
+The evidence bundle (default $TENANCY_STATE/audits/<UTC timestamp>/) holds
+report.html, results.json, records.json, junit.xml, pytest.log, inventory.yml,
+lynis/ and SHA256SUMS over every file (check it with `sha256sum -c SHA256SUMS`).
+The same suite runs without this command:
+  pytest tests/compliance --hosts=ansible://all --ansible-inventory=inventory.yml -n 2
+with the inventory.yml of a bundle (see tests/compliance/README.md).
+"""
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected YYYY-MM-DD") from None
+
+
+def _audit(args: argparse.Namespace) -> int:
+    root: Path = args.root
+    problem = cli._check_site_arg(root, args.site)
+    if problem:
+        return cli._usage_error(problem)
+    options = AuditOptions(
+        root=root,
+        site=args.site,
+        tenant=args.tenant,
+        out=Path(args.out).resolve() if args.out else None,
+        workers=args.workers,
+        lynis=not args.no_lynis,
+        today=args.today,
+        standins=args.standins,
+        probes=not args.no_probes,
+        pytest_args=args.pytest_args,
+    )
+    if options.out is not None and options.out.exists():
+        return cli._usage_error(f"{options.out} exists; the bundle needs a new directory")
+    try:
+        run = run_audit(options, stream=None if args.quiet else sys.stderr)
+    except AuditError as exc:
+        print(f"error: nothing audited:\n{exc}", file=sys.stderr)
+        return cli.EXIT_INVALID
+    print("\n".join(summary_lines(run)))
+    return run.exit_code
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    text = "run the compliance suite against a site's VMs and write an evidence bundle"
+    p = sub.add_parser(
+        "audit",
+        help=text,
+        description=text + ": a pass/fail/waived/not-applicable result per control and host, "
+        "with the commands run and their output, an HTML report and a Lynis cross-check.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--site", default="local", help="stack name under stacks/ (default: local)")
+    p.add_argument("--tenant", default=None, help="only this tenant's machines")
+    p.add_argument("--out", default=None, metavar="DIR", help="bundle directory (must not exist)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="parallel pytest workers, hosts spread over them (default: one per host, "
+        "at most the CPU count)",
+    )
+    p.add_argument("--no-lynis", action="store_true", help="skip the Lynis cross-check")
+    p.add_argument(
+        "--no-probes",
+        action="store_true",
+        help="skip the firewall reachability probes (stand-ins, other tenants' VMs)",
+    )
+    p.add_argument(
+        "--standins",
+        default=None,
+        metavar="NAME=ADDR,...",
+        help="network-namespace probe sources (default: the tools/standins.sh ones; 'none')",
+    )
+    p.add_argument(
+        "--today",
+        type=_date,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="judge waiver expiry on this date (default: today, UTC)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="do not stream pytest's output")
+    p.add_argument("pytest_args", nargs="*", help="extra pytest arguments after --")
+    p.set_defaults(func=_audit)
+
+
+cli._EXTRA_COMMANDS.append(register)

@@ -1,0 +1,415 @@
+"""Compliance results: per-test records -> per control and host results -> JSON and HTML.
+
+The compliance suite (``tests/compliance``) writes one record per test: the
+control, the host, the item (one setting, rule or flow), the outcome and the
+commands it ran with their output. This module folds them into one result per
+control and host, the auditor's vocabulary:
+
+``pass``            every item the check ran passed
+``fail``            at least one item failed (an expired waiver is a failure too)
+``waived``          a valid waiver covers the control on that host
+``not-applicable``  the host's profiles do not include the control
+``not-tested``      the check never ran, or every item was skipped for another
+                    reason (e.g. a stand-in network namespace was down)
+
+A required control (in the host's profiles, not validly waived) that is
+``fail`` or ``not-tested`` makes the audit fail.
+
+Pure functions except :func:`write_manifest` / :func:`verify_manifest`, which
+read and write the evidence bundle's ``SHA256SUMS``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from tenancy.policy.catalogue import Catalogue, Waiver
+from tenancy.render.env import templates_dir
+
+__all__ = [
+    "RESULTS",
+    "RESULTS_SCHEMA",
+    "Applicability",
+    "applicability",
+    "build_results",
+    "exit_code",
+    "failures",
+    "render_html",
+    "verify_manifest",
+    "write_manifest",
+]
+
+RESULTS_SCHEMA = "tenancy/audit-results/v1"
+#: Result values, in the order the report lists them.
+RESULTS = ("pass", "fail", "waived", "not-applicable", "not-tested")
+MANIFEST = "SHA256SUMS"
+
+
+# -- applicability ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Applicability:
+    """Whether a control applies to a host: ``required``, ``not-applicable``,
+    ``waived`` (a valid waiver) or ``expired`` (only expired waivers: required, and failed)."""
+
+    status: str
+    reason: str = ""
+    waiver: dict[str, Any] | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.status in ("required", "expired")
+
+
+def _waiver_doc(w: Waiver) -> dict[str, Any]:
+    return {
+        "control": w.control,
+        "tenant": w.tenant,
+        "hosts": list(w.hosts),
+        "justification": " ".join(w.justification.split()),
+        "approved_by": w.approved_by,
+        "expires": w.expires.isoformat(),
+        "ticket": w.ticket,
+    }
+
+
+def applicability(
+    catalogue: Catalogue,
+    waivers: Iterable[Waiver],
+    today: date,
+    control: str,
+    *,
+    host: str,
+    tenant: str | None,
+    profiles: Sequence[str],
+) -> Applicability:
+    """The catalogue's verdict on checking ``control`` on ``host`` on ``today``.
+
+    Unknown profile names raise ``KeyError`` (as :meth:`Catalogue.controls_for`).
+    """
+    selected = {c.id for c in catalogue.controls_for(profiles)}
+    if control not in selected:
+        return Applicability(
+            "not-applicable", f"{control} not in profile {', '.join(profiles)} of {host}"
+        )
+    scoped = [
+        w
+        for w in waivers
+        if w.control == control and tenant is not None and w.applies_to(tenant, host)
+    ]
+    active = [w for w in scoped if w.is_active(today)]
+    if active:
+        w = max(active, key=lambda x: x.expires)
+        text = " ".join(w.justification.split())
+        return Applicability("waived", f"waived until {w.expires}: {text}", _waiver_doc(w))
+    if scoped:
+        w = max(scoped, key=lambda x: x.expires)
+        text = " ".join(w.justification.split())
+        return Applicability("expired", f"waiver expired on {w.expires}: {text}", _waiver_doc(w))
+    return Applicability("required")
+
+
+# -- folding records -------------------------------------------------------------------
+
+
+def _fold(statuses: Sequence[str]) -> str:
+    if "fail" in statuses:
+        return "fail"
+    if "pass" in statuses:
+        return "pass"
+    if statuses and all(s == "waived" for s in statuses):
+        return "waived"
+    if statuses and all(s == "not-applicable" for s in statuses):
+        return "not-applicable"
+    return "not-tested"
+
+
+def _evidence_table(
+    records: Sequence[Mapping[str, Any]],
+) -> tuple[list[dict[str, Any]], list[list[int]]]:
+    """Unique commands over ``records`` and, per record, the indices of its commands."""
+    unique: list[dict[str, Any]] = []
+    index: dict[tuple[str, str, str, int], int] = {}
+    per_record: list[list[int]] = []
+    for rec in records:
+        refs: list[int] = []
+        for e in rec.get("evidence") or []:
+            key = (
+                str(e.get("where")),
+                str(e.get("command")),
+                str(e.get("stdout")),
+                int(e.get("rc", 0)),
+            )
+            if key not in index:
+                index[key] = len(unique)
+                unique.append(
+                    {
+                        "where": e.get("where"),
+                        "command": e.get("command"),
+                        "sudo": bool(e.get("sudo")),
+                        "rc": e.get("rc"),
+                        "stdout": e.get("stdout", ""),
+                        "stderr": e.get("stderr", ""),
+                    }
+                )
+            if index[key] not in refs:
+                refs.append(index[key])
+        per_record.append(refs)
+    return unique, per_record
+
+
+def build_results(
+    records: Sequence[Mapping[str, Any]],
+    catalogue: Catalogue,
+    waivers: Iterable[Waiver],
+    hosts: Mapping[str, Mapping[str, Any]],
+    today: date,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``results.json`` document: one result per control and host, with evidence.
+
+    ``hosts`` maps the audited host names to their inventory variables
+    (``tenancy_tenant``, ``tenancy_profiles``, ``ansible_host``; ``lynis`` when
+    measured). Records of other hosts are ignored.
+    """
+    waiver_list = list(waivers)
+    by_key: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for rec in records:
+        if rec.get("control") and rec.get("host") in hosts:
+            by_key.setdefault((str(rec["control"]), str(rec["host"])), []).append(rec)
+    order = sorted(hosts, key=lambda h: (str(hosts[h].get("tenancy_tenant") or ""), h))
+    results: list[dict[str, Any]] = []
+    for name in order:
+        hv = hosts[name]
+        tenant = hv.get("tenancy_tenant")
+        profiles = [str(p) for p in hv.get("tenancy_profiles") or ["baseline"]]
+        for control in catalogue.controls:
+            try:
+                decision = applicability(
+                    catalogue,
+                    waiver_list,
+                    today,
+                    control.id,
+                    host=name,
+                    tenant=str(tenant) if tenant else None,
+                    profiles=profiles,
+                )
+            except KeyError as exc:
+                decision = Applicability("required", f"cannot resolve the profiles: {exc}")
+            recs = sorted(by_key.get((control.id, name), []), key=lambda r: str(r.get("nodeid")))
+            statuses = [str(r.get("status")) for r in recs]
+            if recs:
+                result = _fold(statuses)
+            elif decision.status in ("not-applicable", "waived"):
+                result = decision.status
+            else:
+                result = "not-tested"
+            reason = _reason(result, recs, decision)
+            evidence, refs = _evidence_table(recs)
+            results.append(
+                {
+                    "control": control.id,
+                    "host": name,
+                    "tenant": tenant,
+                    "result": result,
+                    "required": decision.required,
+                    "reason": reason,
+                    "waiver": decision.waiver,
+                    "items": [
+                        {
+                            "item": r.get("item"),
+                            "nodeid": r.get("nodeid"),
+                            "status": r.get("status"),
+                            "message": r.get("message", ""),
+                            "duration": r.get("duration", 0.0),
+                            "evidence": ref,
+                        }
+                        for r, ref in zip(recs, refs, strict=True)
+                    ],
+                    "evidence": evidence,
+                }
+            )
+    doc: dict[str, Any] = {
+        "schema": RESULTS_SCHEMA,
+        **dict(meta or {}),
+        "catalogue": {
+            "name": catalogue.metadata.name,
+            "version": catalogue.metadata.version,
+            "frameworks": {
+                k: {"title": f.title, "version": f.version} for k, f in catalogue.frameworks.items()
+            },
+        },
+        "controls": [
+            {
+                "id": c.id,
+                "title": c.title,
+                "severity": c.severity,
+                "check": c.check,
+                "profile": _profile_of(catalogue, c.id),
+                "references": {fw: list(refs) for fw, refs in c.references.items()},
+            }
+            for c in catalogue.controls
+        ],
+        "hosts": [
+            {
+                "name": name,
+                "tenant": hosts[name].get("tenancy_tenant"),
+                "address": hosts[name].get("ansible_host"),
+                "profiles": list(hosts[name].get("tenancy_profiles") or ["baseline"]),
+                "lynis": hosts[name].get("lynis"),
+            }
+            for name in order
+        ],
+        "results": results,
+    }
+    doc["summary"] = summary(results)
+    doc["exit_code"] = exit_code(doc)
+    return doc
+
+
+def _profile_of(catalogue: Catalogue, control: str) -> str | None:
+    for name, profile in catalogue.profiles.items():
+        if control in profile.controls:
+            return name
+    return None
+
+
+def _reason(result: str, recs: Sequence[Mapping[str, Any]], decision: Applicability) -> str:
+    if result == "fail":
+        failed = [r for r in recs if r.get("status") == "fail"]
+        first = str(failed[0].get("message", "")).splitlines()[0] if failed else ""
+        more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
+        return f"{first}{more}"
+    if result in ("waived", "not-applicable"):
+        return decision.reason
+    if result == "not-tested":
+        skipped = [str(r.get("message", "")) for r in recs if r.get("message")]
+        return skipped[0] if skipped else "the check did not run"
+    notes = [str(r["message"]) for r in recs if r.get("status") == "skipped" and r.get("message")]
+    return f"{len(notes)} item(s) not tested: {notes[0]}" if notes else ""
+
+
+def summary(results: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    counts = dict.fromkeys(RESULTS, 0)
+    for r in results:
+        counts[str(r["result"])] = counts.get(str(r["result"]), 0) + 1
+    return counts
+
+
+def failures(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Required controls that failed or could not be proven, in report order."""
+    return [
+        r
+        for r in doc.get("results", [])
+        if r.get("required") and r.get("result") in ("fail", "not-tested")
+    ]
+
+
+def exit_code(doc: Mapping[str, Any]) -> int:
+    """0 when every required control passed on every host, else 1."""
+    return 1 if failures(doc) else 0
+
+
+# -- HTML --------------------------------------------------------------------------------
+
+
+@functools.cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir())),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,  # evidence is command output from the audited hosts
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+def _anchor(*parts: Any) -> str:
+    return "-".join("".join(ch if ch.isalnum() else "_" for ch in str(p)) for p in parts)
+
+
+def render_html(doc: Mapping[str, Any]) -> str:
+    """One self-contained HTML page (inline CSS, no external assets) for ``results.json``."""
+    hosts = list(doc.get("hosts", []))
+    tenants: list[tuple[str, int]] = []
+    for h in hosts:
+        tenant = str(h.get("tenant") or "-")
+        if tenants and tenants[-1][0] == tenant:
+            tenants[-1] = (tenant, tenants[-1][1] + 1)
+        else:
+            tenants.append((tenant, 1))
+    cells = {(r["control"], r["host"]): r for r in doc.get("results", [])}
+    frameworks = doc.get("catalogue", {}).get("frameworks", {})
+    return (
+        _environment()
+        .get_template("report/report.html.j2")
+        .render(
+            doc=doc,
+            hosts=hosts,
+            tenants=tenants,
+            controls=doc.get("controls", []),
+            cells=cells,
+            frameworks=frameworks,
+            failures=failures(doc),
+            summary=doc.get("summary", {}),
+            results_order=RESULTS,
+            anchor=_anchor,
+        )
+    )
+
+
+# -- the bundle's manifest -----------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 16), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _bundle_files(bundle: Path) -> list[Path]:
+    return sorted(
+        p for p in bundle.rglob("*") if p.is_file() and p.relative_to(bundle).as_posix() != MANIFEST
+    )
+
+
+def write_manifest(bundle: Path) -> Path:
+    """Write ``SHA256SUMS`` (``sha256sum -c`` format) over every other file of the bundle."""
+    lines = [f"{_sha256(p)}  {p.relative_to(bundle).as_posix()}" for p in _bundle_files(bundle)]
+    manifest = bundle / MANIFEST
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return manifest
+
+
+def verify_manifest(bundle: Path) -> list[str]:
+    """Problems with the bundle against its ``SHA256SUMS``: changed, missing or extra files."""
+    manifest = bundle / MANIFEST
+    if not manifest.is_file():
+        return [f"{manifest}: missing"]
+    listed: dict[str, str] = {}
+    for n, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64:
+            return [f"{manifest}:{n}: not a sha256sum line"]
+        listed[name] = digest
+    problems = []
+    present = {p.relative_to(bundle).as_posix(): p for p in _bundle_files(bundle)}
+    for name, digest in sorted(listed.items()):
+        if name not in present:
+            problems.append(f"{name}: missing")
+        elif _sha256(present[name]) != digest:
+            problems.append(f"{name}: changed (sha256 differs)")
+    problems += [f"{name}: not in {MANIFEST}" for name in sorted(set(present) - set(listed))]
+    return problems

@@ -1,0 +1,407 @@
+"""The security baseline on real VMs: PolicyRun in ``tenancy up``, ``tenancy harden``, drift.
+
+An isolated copy of the project (``tests/integration/sitecopy.py``) gets a site
+``it-policy`` derived from ``stacks/Pulumi.local.yaml`` and two tenants:
+``it-gamma`` (2 tiny VMs, intranet 10.30.202.0/24, baseline) and ``it-delta``
+(1 tiny VM, extranet 10.40.202.0/24, baseline + mlps-level3, MLPS-LOG-01 waived
+because the site has no central syslog server). The roles, playbook and
+catalogue are the main tree's (symlinked), the waiver is the test's own.
+
+Ordered steps (each timed; a failed step fails the ones that need it):
+
+1. ``tenancy up`` with the PolicyRuns excluded: stock VMs, SSH up
+2. Lynis hardening index of a stock VM (before the baseline)
+3. ``tenancy up``: one PolicyRun per tenant applies the baseline (changed per host)
+4. a second run (``tenancy harden``) changes nothing on any host; ``tenancy up``
+   does not run the playbook again (no change to the PolicyRuns)
+5. Lynis after the baseline (both profiles), remaining suggestions
+6. drift: root login re-enabled over SSH on one VM; ``tenancy harden --check``
+   reports it (exit 4, BASE-SSH-03), ``tenancy refresh`` records it on the
+   tenant's PolicyRun only, ``tenancy up`` re-applies that tenant and fixes it
+7. ``tenancy destroy`` leaves nothing of the site (a sweep by name prefix runs in
+   any case)
+
+The numbers go to ``$TENANCY_STATE/reports/test_policy_run.{txt,json}``.
+Expect 40-90 minutes under TCG, more on a busy machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sitecopy import SiteCopy, make_site_copy, ssh, sweep_site
+
+from tenancy.policy.runner import wait_for_ssh
+
+pytestmark = pytest.mark.integration
+
+SITE = "it-policy"
+TENANTS = ("it-gamma", "it-delta")
+LYNIS_HOST = "it-gamma-app-1"
+DRIFT_HOST = "it-gamma-app-1"
+EXCLUDE_POLICY = f"urn:pulumi:{SITE}::tenancy::**::*-policy"
+BOOT_TIMEOUT = 1500.0
+ENGINE_TIMEOUT = 5400.0
+WAIVER = """\
+apiVersion: tenancy/v1
+kind: WaiverList
+waivers:
+  - control: MLPS-LOG-01
+    tenant: it-delta
+    justification: >-
+      The it-policy test site has no central syslog collector; logs stay local and
+      persistent (BASE-LOG-01) for the life of the test VM.
+    approved_by: integration-test@example.gov
+    expires: 2099-12-31
+"""
+
+
+def tenant(name: str, zone: str, cidr: str, count: int, policies: list[str], **fw: Any) -> Any:
+    return {
+        "apiVersion": "tenancy/v1",
+        "kind": "Tenant",
+        "metadata": {"name": name, "displayName": f"{name} 测试", "owner": f"{name}@example.gov"},
+        "spec": {
+            "site": SITE,
+            "zone": zone,
+            "network": {"cidr": cidr},
+            "machines": [
+                {
+                    "name": "app",
+                    "count": count,
+                    "flavor": "tiny",
+                    "image": "debian-12",
+                    "diskGiB": 4,
+                    "role": "app",
+                }
+            ],
+            "firewall": {"ingress": fw.get("ingress", []), "egress": fw.get("egress", [])},
+            "policies": policies,
+        },
+    }
+
+
+TENANT_DOCS = {
+    "it-gamma": tenant(
+        "it-gamma",
+        "intranet",
+        "10.30.202.0/24",
+        2,
+        ["baseline"],
+        ingress=[
+            {"from": "it-delta", "to": "app", "ports": ["8443/tcp"]},
+            {"from": "intranet", "to": "app", "ports": ["443/tcp", "9000-9010/tcp"]},
+        ],
+    ),
+    "it-delta": tenant(
+        "it-delta",
+        "extranet",
+        "10.40.202.0/24",
+        1,
+        ["baseline", "mlps-level3"],
+        egress=[
+            {"to": "it-gamma", "ports": ["8443/tcp"]},
+            {"to": "internet", "ports": ["53/udp"]},
+        ],
+    ),
+}
+
+
+# --- report ---------------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """Steps with timings plus the numbers the acceptance asks for, written after every step."""
+
+    path: Path
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    numbers: dict[str, Any] = field(default_factory=dict)
+    failed: str = ""
+
+    def step(self, name: str) -> _Step:
+        return _Step(self, name)
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"steps": self.steps, "numbers": self.numbers, "failed_step": self.failed}
+        self.path.with_suffix(".json").write_text(json.dumps(doc, indent=2, ensure_ascii=False))
+        lines = [f"test_policy_run ({time.strftime('%Y-%m-%d %H:%M:%S')}), site {SITE}"]
+        lines += [f"  {s['step']:<44} {s['seconds']:8.1f} s  {s['outcome']}" for s in self.steps]
+        lines.append("")
+        lines += [
+            f"{key}: {json.dumps(value, ensure_ascii=False)}" for key, value in self.numbers.items()
+        ]
+        self.path.write_text("\n".join(lines) + "\n")
+
+
+class _Step:
+    def __init__(self, report: Report, name: str) -> None:
+        self.report, self.name, self.start = report, name, 0.0
+
+    def __enter__(self) -> _Step:
+        if self.report.failed:
+            pytest.fail(f"not run: step {self.report.failed!r} failed before", pytrace=False)
+        self.start = time.monotonic()
+        print(f"[policy] {self.name} ...", flush=True)
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        seconds = round(time.monotonic() - self.start, 1)
+        outcome = "ok" if exc_type is None else f"FAILED: {exc}".splitlines()[0][:200]
+        if exc_type is not None:
+            self.report.failed = self.name
+        self.report.steps.append({"step": self.name, "seconds": seconds, "outcome": outcome})
+        print(f"[policy] {self.name}: {seconds:.1f} s ({outcome})", flush=True)
+        self.report.write()
+
+
+# --- fixtures -------------------------------------------------------------------------
+
+
+@dataclass
+class Env:
+    copy: SiteCopy
+    report: Report
+    addresses: dict[str, str]
+    uri: str
+
+    def tenancy(self, *args: str, timeout: float = ENGINE_TIMEOUT) -> Any:
+        return self.copy.tenancy(*args, timeout=timeout)
+
+    def ssh(self, host: str, command: str, timeout: float = 120) -> Any:
+        return ssh(self.copy, self.addresses[host], command, timeout=timeout)
+
+    def policy_runs(self) -> dict[str, dict[str, Any]]:
+        """Outputs of the PolicyRun resources in the stack's state, by tenant."""
+        out = self.copy.run(["pulumi", "stack", "export", "--stack", SITE])
+        assert out.returncode == 0, out.stderr
+        state = json.loads(out.stdout)
+        return {
+            r["outputs"]["tenant"]: r["outputs"]
+            for r in state["deployment"].get("resources", [])
+            if r["type"].endswith(":PolicyRun")
+        }
+
+
+@pytest.fixture(scope="module")
+def env(
+    libvirt_uri: str, pulumi_env: Any, guest_image: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Env]:
+    main = Path(os.environ["TENANCY_ROOT"])
+    state = Path(os.environ.get("TENANCY_STATE") or main / ".tenancy")
+    copy = make_site_copy(main, tmp_path_factory.mktemp("policy") / "project", SITE, TENANT_DOCS)
+    (copy.root / "roles").symlink_to(main / "roles")
+    (copy.root / "policies").mkdir()
+    for name in ("catalogue.yaml", "playbook.yml"):
+        (copy.root / "policies" / name).symlink_to(main / "policies" / name)
+    (copy.root / "policies" / "waivers").mkdir()
+    (copy.root / "policies" / "waivers" / "it-delta.yaml").write_text(WAIVER)
+    plan = copy.plan()
+    addresses = {m["domain"]: m["address"] for t in plan["tenants"] for m in t["machines"]}
+    report = Report(state / "reports" / "test_policy_run.txt")
+    report.numbers["hosts"] = addresses
+    mp = pytest.MonkeyPatch()
+    # one tenant's failed run must not keep the others from starting
+    mp.setenv("PULUMI_CONTINUE_ON_ERROR", "true")
+    try:
+        yield Env(copy, report, addresses, libvirt_uri)
+    finally:
+        with report.step("destroy and sweep"):
+            destroyed = copy.tenancy("destroy", "--site", SITE, timeout=1800)
+            left = sweep_site(libvirt_uri, copy, list(TENANTS))
+            report.numbers["leftovers_after_destroy"] = {k: v for k, v in left.items() if v}
+            report.numbers["runs_kept"] = sorted(p.name for p in (copy.state / "runs").iterdir())
+            kept = state / "reports" / "test_policy_run.runs"
+            shutil.rmtree(kept, ignore_errors=True)
+            shutil.copytree(copy.state / "runs", kept, symlinks=False, dirs_exist_ok=True)
+            shutil.copy2(copy.log, state / "reports" / "test_policy_run.commands.log")
+            mp.undo()
+            assert destroyed.returncode == 0, destroyed.stderr[-2000:]
+            assert not any(left.values()), f"destroy left objects behind: {left}"
+
+
+def lynis(env: Env, host: str) -> dict[str, Any]:
+    """Run ``lynis audit system --quick`` on a VM; index, tests done, suggestions."""
+    run = env.ssh(
+        host,
+        "sudo /usr/sbin/lynis audit system --quick --no-colors >/dev/null 2>&1; "
+        "sudo cat /var/log/lynis-report.dat",
+        timeout=1800,
+    )
+    assert run.returncode == 0, f"lynis on {host}: {run.stderr}"
+    fields: dict[str, list[str]] = {}
+    for line in run.stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            fields.setdefault(key, []).append(value)
+    assert "hardening_index" in fields, f"no hardening_index in the report of {host}"
+    suggestions = [s.split("|")[:2] for s in fields.get("suggestion[]", [])]
+    return {
+        "hardening_index": int(fields["hardening_index"][0]),
+        "tests_performed": int((fields.get("lynis_tests_done") or ["0"])[0]),
+        "suggestions": len(suggestions),
+        "warnings": len(fields.get("warning[]", [])),
+        "top_suggestions": [f"{test}: {text}" for test, text in suggestions[:12]],
+    }
+
+
+def harden_json(result: Any) -> dict[str, Any]:
+    try:
+        doc: dict[str, Any] = json.loads(result.stdout)
+    except ValueError:
+        raise AssertionError(
+            f"tenancy harden printed no JSON (exit {result.returncode}): {result.stderr[-3000:]}"
+        ) from None
+    return doc
+
+
+def effective_root_login(env: Env, host: str) -> str:
+    out = env.ssh(host, "sudo /usr/sbin/sshd -T | grep -i '^permitrootlogin'")
+    assert out.returncode == 0, out.stderr
+    return str(out.stdout.split()[-1])
+
+
+# --- the steps, in order ----------------------------------------------------------------
+
+
+def test_1_stock_vms(env: Env) -> None:
+    with env.report.step("up without PolicyRuns (stock VMs)"):
+        up = env.tenancy("up", "--site", SITE, "--", "--exclude", EXCLUDE_POLICY)
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        assert env.policy_runs() == {}, "the PolicyRuns were excluded"
+    with env.report.step("VMs answer SSH, cloud-init done"):
+        ready = wait_for_ssh(env.addresses, "ops", env.copy.key, BOOT_TIMEOUT)
+        env.report.numbers["ssh_ready_seconds"] = ready
+
+
+def test_2_lynis_on_a_stock_vm(env: Env) -> None:
+    with env.report.step(f"lynis on stock {LYNIS_HOST}"):
+        env.report.numbers["lynis_before"] = {LYNIS_HOST: lynis(env, LYNIS_HOST)}
+
+
+def test_3_up_applies_the_baseline(env: Env) -> None:
+    with env.report.step("up: PolicyRun per tenant (first run)"):
+        up = env.tenancy("up", "--site", SITE)
+        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+        runs = env.policy_runs()
+        assert sorted(runs) == sorted(TENANTS), runs.keys()
+        changed: dict[str, int] = {}
+        for name, outs in runs.items():
+            assert outs["drifted"] == [], name
+            for host, res in outs["results"].items():
+                assert res["failed"] == 0 and res["unreachable"] == 0, (host, res)
+                changed[host] = int(res["changed"])
+        assert sorted(changed) == sorted(env.addresses)
+        assert all(n > 0 for n in changed.values()), changed
+        env.report.numbers["first_run_changed"] = changed
+        env.report.numbers["first_run_ids"] = {t: o["run_id"] for t, o in runs.items()}
+
+
+def test_4_second_run_changes_nothing(env: Env) -> None:
+    with env.report.step("harden: second run (no-op)"):
+        start = time.monotonic()
+        run = env.tenancy("harden", "--site", SITE, "--format", "json", "-q")
+        seconds = round(time.monotonic() - start, 1)
+        doc = harden_json(run)
+        assert run.returncode == 0, (run.returncode, doc.get("error"), doc.get("failed_hosts"))
+        changed = {h: r["changed"] for h, r in doc["hosts"].items()}
+        env.report.numbers["second_run_changed"] = changed
+        env.report.numbers["noop_run_seconds"] = seconds
+        tasks = {h: r["ok"] + r["skipped"] for h, r in doc["hosts"].items()}
+        env.report.numbers["noop_run_tasks_per_host"] = tasks
+        assert sorted(changed) == sorted(env.addresses)
+        not_idempotent = {
+            h: [t["task"] for t in r["changed_tasks"]]
+            for h, r in doc["hosts"].items()
+            if r["changed"]
+        }
+        assert not not_idempotent, f"a second run changed something: {not_idempotent}"
+    with env.report.step("up: unchanged policy does not run again"):
+        before = {t: o["run_id"] for t, o in env.policy_runs().items()}
+        preview = env.tenancy("preview", "--site", SITE, "--expect-no-changes")
+        assert preview.returncode == 0, preview.stdout[-3000:]
+        assert {t: o["run_id"] for t, o in env.policy_runs().items()} == before
+
+
+def test_5_lynis_after_the_baseline(env: Env) -> None:
+    with env.report.step("lynis after the baseline"):
+        after = {host: lynis(env, host) for host in (LYNIS_HOST, "it-delta-app-1")}
+        env.report.numbers["lynis_after"] = after
+        before = env.report.numbers["lynis_before"][LYNIS_HOST]["hardening_index"]
+        assert after[LYNIS_HOST]["hardening_index"] > before, (before, after)
+
+
+def test_6_drift_is_reported_and_repaired(env: Env) -> None:
+    with env.report.step("manual change: root login re-enabled"):
+        edit = env.ssh(
+            DRIFT_HOST,
+            "sudo sed -i 's/^PermitRootLogin no$/PermitRootLogin yes/' "
+            "/etc/ssh/sshd_config.d/05-tenancy-hardening.conf && sudo systemctl reload ssh",
+        )
+        assert edit.returncode == 0, edit.stderr
+        assert effective_root_login(env, DRIFT_HOST) == "yes"
+
+    with env.report.step("harden --check reports the drift"):
+        check = env.tenancy("harden", "--site", SITE, "--tenant", "it-gamma", "--check", "-q")
+        env.report.numbers["check_exit_code"] = check.returncode
+        env.report.numbers["check_output"] = check.stdout.strip().splitlines()
+        doc = summary_of(env, check)
+        drift = {
+            h: sorted({c for t in r["changed_tasks"] for c in t["controls"]})
+            for h, r in doc["hosts"].items()
+            if r["changed"]
+        }
+        env.report.numbers["check_drift"] = drift
+        assert check.returncode == 4, (check.returncode, check.stdout[-2000:], doc.get("error"))
+        assert list(drift) == [DRIFT_HOST], drift
+        assert "BASE-SSH-03" in drift[DRIFT_HOST], drift
+        assert "would change:" in check.stdout and "BASE-SSH-03" in check.stdout
+        assert effective_root_login(env, DRIFT_HOST) == "yes", "check mode changed nothing"
+
+    with env.report.step("refresh records the drift"):
+        refresh = env.tenancy("refresh", "--site", SITE)
+        assert refresh.returncode == 0, refresh.stdout[-3000:] + refresh.stderr[-2000:]
+        runs = env.policy_runs()
+        env.report.numbers["refresh_drifted"] = {t: o.get("drifted") for t, o in runs.items()}
+        env.report.numbers["refresh_drift"] = {t: o.get("drift") for t, o in runs.items()}
+        assert runs["it-gamma"]["drifted"] == [DRIFT_HOST]
+        assert "BASE-SSH-03" in runs["it-gamma"]["drift"][DRIFT_HOST]
+        assert runs["it-delta"]["drifted"] == []
+
+    with env.report.step("preview shows the re-apply of that tenant only"):
+        preview = env.tenancy("preview", "--site", SITE)
+        assert preview.returncode == 0, preview.stdout[-3000:]
+        updates = re.findall(r"~\s+\S+PolicyRun (\S+) update", preview.stdout)
+        env.report.numbers["preview_policy_updates"] = updates
+        assert updates == ["it-gamma-policy"], preview.stdout[-3000:]
+
+    with env.report.step("up re-applies and fixes the drift"):
+        up = env.tenancy("up", "--site", SITE)
+        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-3000:]
+        runs = env.policy_runs()
+        assert runs["it-gamma"]["drifted"] == []
+        fixed = runs["it-gamma"]["results"][DRIFT_HOST]
+        env.report.numbers["repair_changed"] = {
+            h: r["changed"] for h, r in runs["it-gamma"]["results"].items()
+        }
+        assert fixed["changed"] > 0 and fixed["failed"] == 0, fixed
+        assert effective_root_login(env, DRIFT_HOST) == "no"
+
+
+def summary_of(env: Env, result: Any) -> dict[str, Any]:
+    """The run's summary.json, found from the "run dir ..." line of the text report."""
+    found = re.search(r"run dir (\S+)\s*$", result.stdout)
+    assert found, f"no run dir in the output (exit {result.returncode}): {result.stderr[-2000:]}"
+    run_dir = Path(found.group(1))
+    doc: dict[str, Any] = json.loads((env.copy.root / run_dir / "summary.json").read_text())
+    return doc
