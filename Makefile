@@ -4,7 +4,7 @@ SHELL := /bin/bash
 ENV := source tools/env.sh &&
 SITE ?= local
 
-.PHONY: setup python-env engine hypervisor-up hypervisor-down image state demo test unit integration lint bench clean-state
+.PHONY: setup python-env engine hypervisor-up hypervisor-down image state test-deps demo test unit lint bench
 
 setup: python-env engine hypervisor-up image state  ## install and start everything, idempotently
 
@@ -31,7 +31,10 @@ demo: setup  ## validate, plan and bring up the tenants of the local site
 	$(ENV) tenancy plan --site $(SITE)
 	$(ENV) tenancy up --site $(SITE)
 
-test: setup  ## unit + integration tests (real engine, libvirt and VMs)
+test-deps:
+	bash tools/test-deps.sh
+
+test: setup test-deps  ## unit + integration tests (real engine, libvirt and VMs)
 	$(ENV) python -m pytest tests/unit tests/integration
 
 unit: python-env

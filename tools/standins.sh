@@ -17,7 +17,9 @@ up() {
   for entry in "${STANDINS[@]}"; do
     read -r name host_ip ns_ip <<<"$entry"
     ns="tn-$name"
-    if ! ip netns list | grep -qw "$ns"; then
+    # not `ip netns list | grep -q`: with pipefail, grep -q exiting early can fail the
+    # pipeline (SIGPIPE), and `ip netns add` of an existing namespace aborts the script
+    if [ ! -e "/run/netns/$ns" ]; then
       ip netns add "$ns"
     fi
     if ! ip link show "tnv-$name" >/dev/null 2>&1; then

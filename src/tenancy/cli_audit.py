@@ -8,7 +8,13 @@ from datetime import date
 from pathlib import Path
 
 from tenancy import cli
-from tenancy.policy.audit import AuditError, AuditOptions, run_audit, summary_lines
+from tenancy.policy.audit import (
+    LYNIS_TIMEOUT,
+    AuditError,
+    AuditOptions,
+    run_audit,
+    summary_lines,
+)
 
 EPILOG = """\
 exit codes:
@@ -45,6 +51,7 @@ def _audit(args: argparse.Namespace) -> int:
         out=Path(args.out).resolve() if args.out else None,
         workers=args.workers,
         lynis=not args.no_lynis,
+        lynis_timeout=args.lynis_timeout,
         today=args.today,
         standins=args.standins,
         probes=not args.no_probes,
@@ -83,6 +90,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "at most the CPU count)",
     )
     p.add_argument("--no-lynis", action="store_true", help="skip the Lynis cross-check")
+    p.add_argument(
+        "--lynis-timeout",
+        type=float,
+        default=LYNIS_TIMEOUT,
+        metavar="SECONDS",
+        help=f"give up on Lynis on a host after this (default: {LYNIS_TIMEOUT:.0f})",
+    )
     p.add_argument(
         "--no-probes",
         action="store_true",

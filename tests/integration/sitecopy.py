@@ -40,7 +40,7 @@ SSH_OPTS = [
     "-o",
     "UserKnownHostsFile=/dev/null",
     "-o",
-    "ConnectTimeout=5",
+    "ConnectTimeout=15",
     "-o",
     "LogLevel=ERROR",
 ]
@@ -154,7 +154,13 @@ class SiteCopy:
         return doc
 
     def start_up(self) -> subprocess.Popen[str]:
-        """``tenancy up`` in its own process group (so an interrupt reaches it like a ^C)."""
+        """``tenancy up`` in its own process group (so an interrupt reaches it like a ^C).
+
+        SIGINT is reset to its default in the child, as in a terminal's foreground job:
+        a test runner started in the background by a non-interactive shell inherits
+        SIGINT *ignored*, and the interrupt would then reach only pulumi, not the
+        ``tenancy`` wrapper (a different, luckier experiment).
+        """
         argv = ["tenancy", "--root", str(self.root), "up", "--site", self.site]
         with self.log.open("a") as fh:
             fh.write(f"\n$ {' '.join(argv)}  (background, to be interrupted)\n")
@@ -166,11 +172,16 @@ class SiteCopy:
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
+            preexec_fn=_default_sigint,
         )
 
     def write_tenant(self, name: str, doc: dict[str, Any]) -> None:
         path = self.root / "tenants" / f"{name}.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def make_site_copy(main_root: Path, dest: Path, site: str, tenants: dict[str, Any]) -> SiteCopy:
@@ -231,13 +242,27 @@ def make_site_copy(main_root: Path, dest: Path, site: str, tenants: dict[str, An
 # --- guests --------------------------------------------------------------------------
 
 
-def ssh(copy: SiteCopy, address: str, command: str, timeout: float = 60) -> Any:
-    """``ssh ops@address command`` with the copy's ops key."""
+def ssh(copy: SiteCopy, address: str, command: str, timeout: float = 60, attempts: int = 3) -> Any:
+    """``ssh ops@address command`` with the copy's ops key.
+
+    SSH's own failures (exit 255: e.g. "timed out during banner exchange" when the
+    two shared cores run many TCG guests) are retried ``attempts`` times; the
+    command's result is returned as is.
+    """
     argv = ["ssh", *SSH_OPTS, "-i", str(copy.key), f"ops@{address}", command]
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(argv, 255, "", f"timeout after {timeout} s")
+    result: Any = None
+    for attempt in range(attempts):
+        if attempt:
+            time.sleep(5)
+        try:
+            result = subprocess.run(
+                argv, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            result = subprocess.CompletedProcess(argv, 255, "", f"timeout after {timeout} s")
+        if result.returncode != 255:
+            break
+    return result
 
 
 def wait_for_ssh(copy: SiteCopy, address: str, timeout: float) -> float:
@@ -245,7 +270,7 @@ def wait_for_ssh(copy: SiteCopy, address: str, timeout: float) -> float:
     start = time.monotonic()
     last = ""
     while time.monotonic() - start < timeout:
-        result = ssh(copy, address, "true", timeout=20)
+        result = ssh(copy, address, "true", timeout=30, attempts=1)
         if result.returncode == 0:
             return time.monotonic() - start
         last = (result.stderr or "").strip()
@@ -366,6 +391,7 @@ class Interrupted:
     output: str
     trigger: str  # the output line after which the interrupt was sent
     seconds_to_exit: float
+    survivors: list[str] = field(default_factory=list)  # processes left running after exit
 
 
 def interrupt_up(copy: SiteCopy, marker: tuple[str, ...], timeout: float = 300) -> Interrupted:
@@ -390,10 +416,46 @@ def interrupt_up(copy: SiteCopy, marker: tuple[str, ...], timeout: float = 300) 
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         code = proc.wait()
+    seconds = time.monotonic() - (sent_at or start)
     output = "".join(lines)
     with copy.log.open("a") as fh:
         fh.write(output + f"[exit {code}]\n")
-    return Interrupted(code, output, trigger, time.monotonic() - (sent_at or start))
+    return Interrupted(code, output, trigger, seconds, _reap_group(proc.pid))
+
+
+def _group_members(pgid: int) -> dict[int, str]:
+    """Live processes of process group ``pgid``: pid -> command line."""
+    found: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid or fields[0] == "Z":
+                continue
+            pid = int(stat.parent.name)
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError, ValueError):
+            continue
+        found[pid] = cmd.strip()
+    return found
+
+
+def _reap_group(pgid: int, grace: float = 30) -> list[str]:
+    """Processes of the interrupted run still alive when it exited (engine plugins,
+    provider hosts): each is listed; those still alive after ``grace`` seconds are
+    terminated by pid and marked so."""
+    first = _group_members(pgid)
+    survivors = dict(first)
+    deadline = time.monotonic() + grace
+    while survivors and time.monotonic() < deadline:
+        time.sleep(1)
+        survivors = {p: c for p, c in _group_members(pgid).items() if p in survivors}
+    for pid in survivors:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    return [
+        f"{pid} {cmd[:160]}" + (f" (terminated after {grace:.0f} s)" if pid in survivors else "")
+        for pid, cmd in sorted(first.items())
+    ]
 
 
 def _lines(proc: subprocess.Popen[str], timeout: float) -> Iterator[str]:
@@ -445,10 +507,11 @@ while True:
 # state open | refused | timeout | error:<reason>.
 PROBER = r"""
 import concurrent.futures, socket, sys
+wait = float(sys.argv[1])
 def probe(target):
     addr, _, port = target.rpartition(":")
     s = socket.socket()
-    s.settimeout(3)
+    s.settimeout(wait)
     try:
         s.connect((addr, int(port)))
         return f"{addr} {port} open"
@@ -461,7 +524,7 @@ def probe(target):
     finally:
         s.close()
 with concurrent.futures.ThreadPoolExecutor(64) as pool:
-    for line in pool.map(probe, sys.argv[1:]):
+    for line in pool.map(probe, sys.argv[2:]):
         print(line, flush=True)
 """
 
@@ -484,9 +547,14 @@ def start_guest_listeners(copy: SiteCopy, address: str, ports: list[int]) -> lis
         "> /tmp/tenancy-listen.log 2>&1 < /dev/null & fi"
     )
     argv = ["ssh", *SSH_OPTS, "-i", str(copy.key), f"ops@{address}", script]
-    started = subprocess.run(
-        argv, input=LISTENER, capture_output=True, text=True, timeout=90, check=False
-    )
+    for attempt in range(3):  # exit 255: SSH itself failed (load), the script did not run
+        if attempt:
+            time.sleep(5)
+        started = subprocess.run(
+            argv, input=LISTENER, capture_output=True, text=True, timeout=90, check=False
+        )
+        if started.returncode != 255:
+            break
     if started.returncode != 0:
         raise AssertionError(f"listener on {address}: {started.stderr.strip()}")
     deadline = time.monotonic() + 60
@@ -507,11 +575,11 @@ def start_guest_listeners(copy: SiteCopy, address: str, ports: list[int]) -> lis
 
 
 def probe_from_guest(
-    copy: SiteCopy, address: str, targets: list[tuple[str, int]]
+    copy: SiteCopy, address: str, targets: list[tuple[str, int]], wait: int = 3
 ) -> dict[tuple[str, int], str]:
     """``nc -z`` from the guest to every target in parallel: open | refused | timeout."""
     lines = [
-        'p() { out=$(nc -z -v -w 3 "$1" "$2" 2>&1); rc=$?; echo "$1 $2 $rc" $out; }',
+        f'p() {{ out=$(nc -z -v -w {wait} "$1" "$2" 2>&1); rc=$?; echo "$1 $2 $rc" $out; }}',
         *(f"p {addr} {port} &" for addr, port in targets),
         "wait",
     ]
@@ -542,10 +610,11 @@ def netns_argv(netns: str | None) -> list[str]:
 
 
 def probe_from_host(
-    python: str, netns: str | None, targets: list[tuple[str, int]]
+    python: str, netns: str | None, targets: list[tuple[str, int]], wait: int = 3
 ) -> dict[tuple[str, int], str]:
     """TCP connects from this host (``netns`` None) or from a stand-in namespace."""
-    argv = [*netns_argv(netns), python, "-c", PROBER, *(f"{a}:{p}" for a, p in targets)]
+    pairs = [f"{a}:{p}" for a, p in targets]
+    argv = [*netns_argv(netns), python, "-c", PROBER, str(wait), *pairs]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     if out.returncode != 0:
         raise AssertionError(f"probes from {netns or 'host'} failed: {out.stderr.strip()}")

@@ -57,6 +57,7 @@ __all__ = [
     "AuditOptions",
     "AuditRun",
     "audit_inventory",
+    "lynis_command",
     "lynis_index",
     "parse_lynis_report",
     "run_audit",
@@ -66,7 +67,8 @@ __all__ = [
 
 #: Exit code when the suite could not run at all (collection error, no hosts, ...).
 EXIT_BROKEN = 2
-LYNIS_TIMEOUT = 1200.0
+#: Lynis under software emulation takes 10-30 minutes per guest.
+LYNIS_TIMEOUT = 3600.0
 
 
 class AuditError(RuntimeError):
@@ -90,6 +92,7 @@ class AuditOptions:
     out: Path | None = None
     workers: int = 0  # 0: one per host, at most os.cpu_count()
     lynis: bool = True
+    lynis_timeout: float = LYNIS_TIMEOUT
     today: date | None = None
     standins: str | None = None
     probes: bool = True
@@ -220,16 +223,20 @@ def _close_masters(hosts: Iterable[Mapping[str, Any]]) -> None:
             continue
 
 
-LYNIS_COMMAND = (
-    "sudo lynis audit system --quick --no-colors; rc=$?; "
-    "echo '=== /var/log/lynis-report.dat'; sudo cat /var/log/lynis-report.dat; exit $rc"
-)
+def lynis_command(timeout: float) -> str:
+    """Lynis, stopped by the guest itself after ``timeout`` seconds, then its report file."""
+    return (
+        f"sudo timeout {int(timeout)} lynis audit system --quick --no-colors; rc=$?; "
+        "echo '=== /var/log/lynis-report.dat'; sudo cat /var/log/lynis-report.dat; exit $rc"
+    )
 
 
-def lynis_index(name: str, host_vars: Mapping[str, Any], logs: Path) -> dict[str, Any]:
+def lynis_index(
+    name: str, host_vars: Mapping[str, Any], logs: Path, timeout: float = LYNIS_TIMEOUT
+) -> dict[str, Any]:
     """Run Lynis on one host; its hardening index, version and the log file name."""
     start = time.monotonic()
-    rc, out, err = _ssh(host_vars, LYNIS_COMMAND, LYNIS_TIMEOUT)
+    rc, out, err = _ssh(host_vars, lynis_command(timeout), timeout + 60)
     log = logs / f"{name}.log"
     log.write_text(out + ("\n--- stderr ---\n" + err if err else ""), encoding="utf-8")
     report = parse_lynis_report(out.partition("=== /var/log/lynis-report.dat")[2])
@@ -352,7 +359,10 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
             if stream is not None:
                 print(f"lynis: auditing {len(hosts)} host(s)", file=stream)
             with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
-                futures = {h: pool.submit(lynis_index, h, v, logs) for h, v in hosts.items()}
+                futures = {
+                    h: pool.submit(lynis_index, h, v, logs, options.lynis_timeout)
+                    for h, v in hosts.items()
+                }
                 lynis = {h: f.result() for h, f in futures.items()}
         _close_masters(every.values())
 
