@@ -31,14 +31,10 @@ import pytest
 
 from tenancy.policy.report import Applicability, applicability
 
-SUITE_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = SUITE_DIR.parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 #: Largest stdout/stderr kept per command in the evidence (characters).
 EVIDENCE_LIMIT = 12000
-
-CONTROL_RE = re.compile(r"^[A-Z][A-Z0-9]*-[A-Z]+-[0-9]{2}$")
-
 
 # -- items and expectations ------------------------------------------------------------
 
@@ -906,7 +902,7 @@ class ProbeRunner:
         return run(self._host(endpoint), command, sudo=sudo, cache=False)
 
     @staticmethod
-    def _local(argv: list[str], timeout: float = 30) -> Output:
+    def _local(argv: list[str], timeout: float = 30, shown: str | None = None) -> Output:
         start = time.monotonic()
         try:
             done = subprocess.run(
@@ -917,7 +913,7 @@ class ProbeRunner:
             out = Output(124, "", f"timed out after {timeout} s")
         record(
             "auditor",
-            shlex.join(argv),
+            shown or shlex.join(argv),
             out.rc,
             out.stdout,
             out.stderr,
@@ -974,7 +970,7 @@ class ProbeRunner:
             shown = shlex.join([*argv[:5], "<listener>", proto, str(port)])
             record("auditor", shown, 0, first, "")
             try:
-                yield "netns"
+                yield "netns" if first.startswith("listening") else f"failed: {first}"
             finally:
                 proc.terminate()
                 try:
@@ -996,12 +992,13 @@ class ProbeRunner:
         start = (
             f"nohup timeout 60 {nc} -p {port} >{out_file} 2>&1 </dev/null & pid=$!; "
             f"for i in $(seq 50); do ss {flag} 'sport = :{port}' | grep -q . && break; "
-            "sleep 0.1; done; echo pid=$pid"
+            f"sleep 0.1; done; ss {flag} 'sport = :{port}' | grep -q . || echo failed; "
+            "echo pid=$pid"
         )
         started = self._remote(endpoint, f"sh -c {shlex.quote(start)}", sudo=True)
         pid = started.stdout.strip().rpartition("pid=")[2]
         try:
-            yield out_file
+            yield "failed: nc did not listen" if "failed" in started.stdout else out_file
         finally:
             collect = f"kill {pid} 2>/dev/null; cat {out_file}; rm -f {out_file}; true"
             got = self._remote(endpoint, f"sh -c {shlex.quote(collect)}", sudo=True)
@@ -1016,6 +1013,8 @@ class ProbeRunner:
         with self.listening(probe.target, probe.proto, probe.port) as handle:
             if probe.proto == "udp" and handle == "existing":
                 return "untestable: a service already listens on that UDP port"
+            if handle.startswith("failed"):
+                return f"untestable: the listener on {probe.target} did not start ({handle})"
             result = self._send(probe, token)
         if probe.proto == "udp":
             return "received" if token in (self._received or "") else "lost"
@@ -1025,7 +1024,9 @@ class ProbeRunner:
         source, address, port = probe.source, probe.target.address, probe.port
         if source.kind == "netns":
             argv = ["ip", "netns", "exec", source.label, "python3", "-c", _CONNECT]
-            out = self._local([*argv, probe.proto, address, str(port), token, str(self.TIMEOUT)])
+            args = [probe.proto, address, str(port), token, str(self.TIMEOUT)]
+            shown = shlex.join([*argv[:5], "<connect>", *args])
+            out = self._local([*argv, *args], shown=shown)
             return out.stdout.strip() or f"error: {out.stderr.strip()}"
         if probe.proto == "udp":
             send = f"printf %s {token} | nc -u -w 1 {address} {port}"

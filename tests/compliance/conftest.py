@@ -208,13 +208,10 @@ def _control_gate(request: pytest.FixtureRequest) -> Iterator[None]:
     if control is None or "host" not in request.fixturenames:
         yield
         return
-    host = request.getfixturevalue("host")
-    install_recorder(host)
-    policy = request.config.stash[_POLICY]
-    defaults = [p for p in request.config.getoption("tenancy_profiles").split(",") if p]
-    info = host_info(host, defaults)
+    install_recorder(request.getfixturevalue("host"))
+    info: HostInfo = request.getfixturevalue("info")
     try:
-        decision = decide(policy, control, info)
+        decision = decide(request.config.stash[_POLICY], control, info)
     except KeyError as exc:
         pytest.fail(f"{info.name}: {exc.args[0]} (inventory variable tenancy_profiles)")
     node.stash[_DECISION] = (decision, info)
@@ -250,6 +247,8 @@ def _message(report: pytest.TestReport, call: pytest.CallInfo[Any]) -> str:
         text = call.excinfo.exconly()
         for prefix in ("AssertionError: ", "Failed: "):
             text = text.removeprefix(prefix)
+        # drop pytest's assertion introspection ("assert ... == ...") after our message
+        text = text.split("\nassert ", 1)[0]
         return text[:4000]
     return ""
 

@@ -117,7 +117,7 @@ class SiteCopy:
         self._logged(argv, result)
         return result
 
-    def tenancy(self, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    def tenancy(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
         """``tenancy --root <copy> ARGS`` (the real CLI and the real pulumi)."""
         return self.run(["tenancy", "--root", str(self.root), *args], timeout=timeout)
 

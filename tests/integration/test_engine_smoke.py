@@ -42,7 +42,7 @@ from tenancy.infra.dynamic import (
 
 pytestmark = pytest.mark.integration
 
-SSH_TIMEOUT = 240.0
+SSH_TIMEOUT = 480.0  # bound on waiting for first boot under TCG (about 105 s seen unloaded)
 PROJECT = "tenancy-smoke"
 STACK = "smoke"
 

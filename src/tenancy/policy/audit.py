@@ -310,6 +310,7 @@ def _run_logged(argv: list[str], cwd: Path, log: Path, stream: TextIO | None) ->
         assert proc.stdout is not None
         for line in proc.stdout:
             fh.write(line)
+            fh.flush()  # the log can be followed while the suite runs
             if stream is not None:
                 stream.write(line)
                 stream.flush()

@@ -218,6 +218,9 @@ def build_results(
             results.append(
                 {
                     "control": control.id,
+                    "title": control.title,
+                    "severity": control.severity,
+                    "references": {fw: list(refs) for fw, refs in control.references.items()},
                     "host": name,
                     "tenant": tenant,
                     "result": result,
@@ -288,6 +291,8 @@ def _reason(result: str, recs: Sequence[Mapping[str, Any]], decision: Applicabil
         failed = [r for r in recs if r.get("status") == "fail"]
         first = str(failed[0].get("message", "")).splitlines()[0] if failed else ""
         more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
+        if decision.status == "expired" and not first.startswith("waiver expired"):
+            return f"{decision.reason.split(':')[0]}; {first}{more}"
         return f"{first}{more}"
     if result in ("waived", "not-applicable"):
         return decision.reason
