@@ -32,6 +32,10 @@ def _engine(args: argparse.Namespace) -> int:
         extra.append("--yes")
     if args.verb == "up":
         extra.append("--skip-preview")
+    if args.verb == "preview":
+        # a preview saves no state; without this the CLI re-serialises the whole
+        # snapshot after every step (quadratic: 100 tenants 18 min -> 66 s measured)
+        os.environ.setdefault("PULUMI_SKIP_CHECKPOINTS", "true")
     if args.verb == "preview" and args.diff:
         extra.append("--diff")
     if args.expect_no_changes:
