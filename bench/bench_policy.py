@@ -129,10 +129,6 @@ def main() -> int:
     n = max(2, args.parallel)
     work = Path(tempfile.mkdtemp(prefix="tenancy-bench-policy-"))
     copy = make_site_copy(ROOT, work / "project", SITE, {TENANT: tenant_doc(n + 1)})
-    (copy.root / "roles").symlink_to(ROOT / "roles")
-    (copy.root / "policies").mkdir()
-    for name in ("catalogue.yaml", "playbook.yml"):
-        (copy.root / "policies" / name).symlink_to(ROOT / "policies" / name)
     os.environ["PULUMI_CONTINUE_ON_ERROR"] = "true"
     timings: dict[str, Any] = {}
     try:

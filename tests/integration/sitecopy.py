@@ -99,21 +99,36 @@ class SiteCopy:
                 fh.write("--- stderr ---\n" + result.stderr)
 
     def run(self, argv: list[str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
-        """Run a command in the copy with its environment; output goes to the log too."""
+        """Run a command in the copy with its environment; output goes to the log too.
+
+        The command gets its own process group: on timeout the whole group (the
+        ``tenancy`` wrapper, pulumi, its plugins) is interrupted, then killed, so no
+        orphaned pulumi keeps working on the stack behind the cleanup.
+        """
+        proc = subprocess.Popen(
+            argv,
+            cwd=self.root,
+            env=self.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
-            result = subprocess.run(
-                argv,
-                cwd=self.root,
-                env=self.env(),
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-            err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
-            result = subprocess.CompletedProcess(argv, 124, out, err + f"\ntimeout {timeout} s")
+            out, err = proc.communicate(timeout=timeout)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            for sig, grace in ((signal.SIGINT, 120), (signal.SIGKILL, 30)):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, sig)
+                try:
+                    out, err = proc.communicate(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    out, err = "", ""
+            err = (err or "") + f"\ntimeout after {timeout:.0f} s: process group interrupted"
+            code = 124
+        result = subprocess.CompletedProcess(argv, code, out or "", err or "")
         self._logged(argv, result)
         return result
 

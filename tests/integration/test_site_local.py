@@ -40,6 +40,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ VM_PORTS = [22, 80, 443, 8080, 8443, 9000]  # probed on every VM (22: sshd, rest
 LISTEN_PORTS = [p for p in VM_PORTS if p != 22]
 INTERNET_PORTS = [443, 8080]  # listener in the internet stand-in
 HOST_PORT = 8080  # listener on each segment gateway (this host)
+COPY_BASE = Path(os.environ.get("TENANCY_IT_WORKDIR", "/var/tmp/tenancy-it"))
 OPERATION_LINES = (" updating (", " creating (", " deleting (", " replacing (")
 
 
@@ -439,7 +441,6 @@ class LocalSite:
 
 @pytest.fixture(scope="module")
 def local_site(
-    tmp_path_factory: pytest.TempPathFactory,
     pulumi_env: Any,
     guest_image: Any,
     libvirt_uri: str,
@@ -447,11 +448,12 @@ def local_site(
 ) -> Iterator[LocalSite]:
     """The project copy; its finalizer destroys the site and sweeps it, whatever happened."""
     main_root = Path(os.environ["TENANCY_ROOT"])
+    # Not under pytest's basetemp: other sessions on this machine rotate it away (only
+    # the 3 newest are kept) and with it this copy's Pulumi state, mid-run.
+    COPY_BASE.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=f"{SITE}-", dir=COPY_BASE))
     copy = make_site_copy(
-        main_root,
-        tmp_path_factory.mktemp("site") / "project",
-        SITE,
-        {ALPHA: alpha_doc(), BETA: beta_doc()},
+        main_root, workdir / "project", SITE, {ALPHA: alpha_doc(), BETA: beta_doc()}
     )
     if os.environ.get("TENANCY_IT_BASELINE", "") != "1":
         waive_baseline(copy, TENANTS)
@@ -483,6 +485,10 @@ def local_site(
     reports.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):
         shutil.copy2(copy.log, reports / "test_site_local.engine.log")
+    if site.destroyed and not any(swept.values()):
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"[{SITE}] project copy kept for inspection: {workdir}", flush=True)
 
 
 def test_site_local(local_site: LocalSite, step_timer: Any) -> None:

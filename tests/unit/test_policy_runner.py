@@ -183,6 +183,7 @@ def test_run_result_round_trip_and_lines() -> None:
     assert result.lines() == [
         "a: changed (ok=3 changed=1 failed=0 unreachable=0 skipped=0)",
         "  would change: BASE-SSH-03",
+        "    - BASE-SSH-03 | x",
         "b: ok (ok=3 changed=0 failed=0 unreachable=0 skipped=0)",
     ]
     assert result.hosts["a"].summary()["changed_controls"] == ["BASE-SSH-03"]
@@ -398,7 +399,10 @@ def test_check_mode_reports_would_be_changes(demo_project: Path, tmp_path: Path)
     assert result.hosts["bad"].ok == 0, "--limit left it out"
     assert result.changed_hosts == ["good"]
     assert result.hosts["good"].changed_controls == ["DEMO-CHG-01"]
-    assert result.lines()[2] == "  would change: DEMO-CHG-01"
+    assert result.lines()[2:4] == [
+        "  would change: DEMO-CHG-01",
+        "    - DEMO-CHG-01 | Report a change",
+    ]
 
 
 def test_a_run_that_cannot_start_is_an_error(demo_project: Path, tmp_path: Path) -> None:

@@ -314,6 +314,7 @@ class RunResult:
             )
             if r.changed_controls:
                 out.append(f"  {verb}: {', '.join(r.changed_controls)}")
+            out.extend(f"    - {t.task}" for t in r.changed_tasks)
             for t in r.failed_tasks:
                 ids = f" [{', '.join(t.controls)}]" if t.controls else ""
                 out.append(f"  FAILED {t.task}{ids}: {t.message}")
