@@ -674,3 +674,84 @@ def test_command_line_of_a_run(tmp_path: Path) -> None:
     plain = runner._command(RunRequest("r", REPO, {}, tmp_path), host_count=40)
     assert not any(a.startswith("--cmdline") for a in plain)
     assert plain[plain.index("--forks") + 1] == str(MAX_FORKS)
+
+
+# -- tenancy harden (the runner faked: no host is touched) ------------------------------
+
+
+@pytest.fixture
+def fake_harden(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> tuple[list[RunRequest], dict[str, Any]]:
+    from tenancy import cli_policy
+
+    seen: list[RunRequest] = []
+    outcome: dict[str, Any] = {"hosts": {}, "rc": 0, "lockouts": []}
+
+    def run(request: RunRequest, stream: Any = None) -> RunResult:
+        seen.append(request)
+        result = fake_result(request.check, **outcome["hosts"])
+        result.rc = outcome["rc"]
+        result.run_dir = str(tmp_path / "state" / "runs" / request.run_id)
+        return result
+
+    monkeypatch.setenv("TENANCY_STATE", str(tmp_path / "state"))
+    monkeypatch.setattr(cli_policy, "run_policy", run)
+    monkeypatch.setattr(cli_policy, "lockout_problems", lambda hosts: outcome["lockouts"])
+    return seen, outcome
+
+
+def test_harden_builds_the_run_from_the_plan(fake_harden: Any, cli: Any) -> None:
+    seen, outcome = fake_harden
+    outcome["hosts"] = {"tourism-web-1": HostResult("tourism-web-1", ok=50)}
+    result = cli(
+        "--root", REPO, "harden", "--site", "local", "--tenant", "tourism",
+        "--tags", "tenancy_ssh,BASE-FW-03", "--skip-tags", "BASE-UPD-01", "-q",
+    )  # fmt: skip
+    assert result.code == 0, result
+    (request,) = seen
+    assert "-harden-local-tourism-" in request.run_id and not request.check
+    assert request.tags == ("tenancy_ssh", "BASE-FW-03") and request.skip_tags == ("BASE-UPD-01",)
+    assert list(request.inventory["all"]["children"]) == ["tourism"]
+    assert request.extravars["tenancy_run_catalogue"] == "dc-shared-security-baseline v1"
+    assert str(request.state_dir).endswith("/state")
+    assert result.out.splitlines()[-1].startswith("harden: 1 host(s), 0 changed, 0 failed")
+
+
+def test_harden_check_exits_4_on_drift_and_3_on_failure(fake_harden: Any, cli: Any) -> None:
+    seen, outcome = fake_harden
+    outcome["hosts"] = {
+        "hr-portal-1": HostResult(
+            "hr-portal-1",
+            changed=1,
+            changed_tasks=[TaskRef("hr-portal-1", "BASE-SSH-03 | x", controls=["BASE-SSH-03"])],
+        ),
+        "tourism-web-1": HostResult("tourism-web-1", ok=50),
+    }
+    drift = cli("--root", REPO, "harden", "--site", "local", "--check", "-q")
+    assert drift.code == 4, drift
+    assert "  would change: BASE-SSH-03" in drift.out
+    assert "check: 2 host(s), 1 drifted, 0 failed/unreachable" in drift.out
+    assert seen[-1].check
+    outcome["hosts"]["tourism-web-1"] = HostResult("tourism-web-1", unreachable=1)
+    outcome["rc"] = 4
+    failed = cli("--root", REPO, "harden", "--site", "local", "--check", "--format", "json")
+    assert failed.code == 3, failed
+    doc = json.loads(failed.out)
+    assert doc["exit_code"] == 3 and doc["failed_hosts"] == ["tourism-web-1"]
+
+
+def test_harden_refuses_what_it_cannot_run(fake_harden: Any, cli: Any) -> None:
+    seen, outcome = fake_harden
+    assert cli("--root", REPO, "harden", "--site", "nowhere").code == 2
+    unknown = cli("--root", REPO, "harden", "--site", "local", "--tenant", "nope")
+    assert unknown.code == 1 and "tenant 'nope' is not planned on site local" in unknown.err
+    east = cli("--root", REPO, "harden", "--site", "dc-east")
+    assert east.code == 1 and "ntpServers[0] 'ntp1.dc.example.gov'" in east.err
+    outcome["lockouts"] = ["hr-portal-1: this controller reaches ..."]
+    locked = cli("--root", REPO, "harden", "--site", "local")
+    assert locked.code == 1 and "would lock this controller out" in locked.err
+    assert cli("--root", REPO, "harden", "--site", "local", "--check", "-q").code == 0, (
+        "check mode changes no firewall: no lock-out check"
+    )
+    assert len(seen) == 1
