@@ -101,6 +101,14 @@ def lookup(fn: Callable[[str], T], key: str) -> T | None:
         raise
 
 
+def refuse_existing(fn: Callable[[str], object], kind: str, name: str, uri: str) -> None:
+    """Create never adopts: an object of that name already on the host is an error."""
+    if lookup(fn, name) is not None:
+        raise RuntimeError(
+            f"{kind} {name!r} already exists on {uri}; delete it or import it into the stack"
+        )
+
+
 def error_message(exc: BaseException) -> str:
     """libvirt's own message for ``exc`` (without the Python wrapper's prefix)."""
     if isinstance(exc, libvirt.libvirtError):

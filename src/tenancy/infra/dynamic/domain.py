@@ -201,11 +201,7 @@ class DomainProvider(LibvirtProvider):
         spec = domain_spec(props)
         uri = prop_str(props, "uri")
         conn = libvirt_conn.connect(uri)
-        if libvirt_conn.lookup(conn.lookupByName, spec.name) is not None:
-            raise RuntimeError(
-                f"domain {spec.name!r} already exists on {uri}; "
-                "delete it or import it into the stack"
-            )
+        libvirt_conn.refuse_existing(conn.lookupByName, "domain", spec.name, uri)
         dom = conn.defineXML(domain_xml(spec))
         try:
             dom.setAutostart(1 if prop_bool(props, "autostart", True) else 0)

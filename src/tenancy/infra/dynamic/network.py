@@ -130,11 +130,7 @@ class NetworkProvider(LibvirtProvider):
         spec = network_spec(props)
         uri = prop_str(props, "uri")
         conn = libvirt_conn.connect(uri)
-        if libvirt_conn.lookup(conn.networkLookupByName, spec.name) is not None:
-            raise RuntimeError(
-                f"network {spec.name!r} already exists on {uri}; "
-                "delete it or import it into the stack"
-            )
+        libvirt_conn.refuse_existing(conn.networkLookupByName, "network", spec.name, uri)
         net = conn.networkDefineXML(network_xml(spec))
         try:
             net.setAutostart(1 if prop_bool(props, "autostart", True) else 0)

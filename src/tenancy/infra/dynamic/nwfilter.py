@@ -80,11 +80,7 @@ class NwFilterProvider(LibvirtProvider):
         spec = nwfilter_spec(props)
         uri = prop_str(props, "uri")
         conn = libvirt_conn.connect(uri)
-        if libvirt_conn.lookup(conn.nwfilterLookupByName, spec.name) is not None:
-            raise RuntimeError(
-                f"nwfilter {spec.name!r} already exists on {uri}; "
-                "delete it or import it into the stack"
-            )
+        libvirt_conn.refuse_existing(conn.nwfilterLookupByName, "nwfilter", spec.name, uri)
         nwf = conn.nwfilterDefineXML(nwfilter_xml(spec))
         return CreateResult(spec.name, self.outputs(props, uuid=nwf.UUIDString()))
 

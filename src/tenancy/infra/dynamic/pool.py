@@ -59,11 +59,7 @@ class StoragePoolProvider(LibvirtProvider):
         spec = pool_spec(props)
         uri = prop_str(props, "uri")
         conn = libvirt_conn.connect(uri)
-        if libvirt_conn.lookup(conn.storagePoolLookupByName, spec.name) is not None:
-            raise RuntimeError(
-                f"storage pool {spec.name!r} already exists on {uri}; "
-                "delete it or import it into the stack"
-            )
+        libvirt_conn.refuse_existing(conn.storagePoolLookupByName, "storage pool", spec.name, uri)
         pool = conn.storagePoolDefineXML(pool_xml(spec), 0)
         try:
             pool.build(0)
