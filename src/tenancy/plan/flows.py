@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 from tenancy.plan.model import RulePlan
 from tenancy.spec.errors import SpecError
@@ -64,26 +65,31 @@ def compile_flows(
     problems: list[SpecError] = []
     matched_egress: set[tuple[str, int]] = set()
 
-    def external_cidrs(ref: str) -> tuple[str, list[str]]:
-        if ref in KEYWORD_ENDPOINTS:
-            return "keyword", list(getattr(external, ref))
-        return "cidr", [ref]
+    def external_rule(
+        direction: Literal["ingress", "egress"],
+        group: str | None,
+        local: list[str],
+        peer: str,
+        ports: list[str],
+    ) -> RulePlan:
+        """A flow to/from a keyword endpoint or CIDR: this tenant's declaration suffices."""
+        keyword = peer in KEYWORD_ENDPOINTS
+        return RulePlan(
+            direction=direction,
+            local_group=group,
+            local_cidrs=local,
+            peer=peer,
+            peer_kind="keyword" if keyword else "cidr",
+            peer_cidrs=list(getattr(external, peer)) if keyword else [peer],
+            ports=[str(p) for p in _ports(ports)],
+        )
 
     for dst_name, dst in sorted(tenants.items()):
         for i, ing in enumerate(dst.spec.spec.firewall.ingress):
             local = addressing[dst_name].cidrs(ing.to)
             if ing.source in KEYWORD_ENDPOINTS or is_cidr(ing.source):
-                kind, peer = external_cidrs(ing.source)
                 rules[dst_name].append(
-                    RulePlan(
-                        direction="ingress",
-                        local_group=ing.to,
-                        local_cidrs=local,
-                        peer=ing.source,
-                        peer_kind="keyword" if kind == "keyword" else "cidr",
-                        peer_cidrs=peer,
-                        ports=[str(p) for p in _ports(ing.ports)],
-                    )
+                    external_rule("ingress", ing.to, local, ing.source, ing.ports)
                 )
                 continue
             src_name, src_group = split_ref(ing.source)
@@ -148,18 +154,7 @@ def compile_flows(
         for j, eg in enumerate(src.spec.spec.firewall.egress):
             local = addressing[src_name].cidrs(eg.source)
             if eg.to in KEYWORD_ENDPOINTS or is_cidr(eg.to):
-                kind, peer = external_cidrs(eg.to)
-                rules[src_name].append(
-                    RulePlan(
-                        direction="egress",
-                        local_group=eg.source,
-                        local_cidrs=local,
-                        peer=eg.to,
-                        peer_kind="keyword" if kind == "keyword" else "cidr",
-                        peer_cidrs=peer,
-                        ports=[str(p) for p in _ports(eg.ports)],
-                    )
-                )
+                rules[src_name].append(external_rule("egress", eg.source, local, eg.to, eg.ports))
                 continue
             if (src_name, j) in matched_egress:
                 continue
