@@ -23,6 +23,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +45,18 @@ SSH_OPTS = [
     "-o",
     "LogLevel=ERROR",
 ]
+
+
+#: Where the isolated copies live. Not under pytest's basetemp: other pytest sessions
+#: on this machine rotate it away (only the 3 newest are kept) and with it a copy's
+#: Pulumi state, mid-run.
+COPY_BASE = Path(os.environ.get("TENANCY_IT_WORKDIR", "/var/tmp/tenancy-it"))
+
+
+def new_workdir(site: str) -> Path:
+    """A fresh directory for one copy of the project under :data:`COPY_BASE`."""
+    COPY_BASE.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{site}-", dir=COPY_BASE))
 
 
 @dataclass
@@ -694,3 +707,46 @@ def waive_baseline(copy: SiteCopy, tenants: list[str], profile: str = "baseline"
     waivers.mkdir(parents=True, exist_ok=True)
     (waivers / f"integration-{copy.site}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return controls
+
+
+@contextlib.contextmanager
+def site_lock(
+    site: str, timeout: float = 3600, directory: Path = Path("/run/lock")
+) -> Iterator[float]:
+    """Hold the machine-wide lock of a test site (yields the seconds waited for it).
+
+    Two runs of the same site (a developer's and a CI clone's, say) share libvirt
+    names, bridges and CIDRs: the second one's leftover sweep removes the first
+    one's machines and each one's SSH reaches the other's VMs (seen: "Permission
+    denied (publickey)" for 900 s). The lock makes the second run wait.
+    """
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"tenancy-{site}.lock"
+    start = time.monotonic()
+    with path.open("a+") as fh:
+        told = False
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip()
+                if time.monotonic() - start > timeout:
+                    raise AssertionError(
+                        f"site {site} is busy: another run holds {path} ({holder})"
+                    ) from None
+                if not told:
+                    print(f"\n[{site}] waiting for another run ({holder})", flush=True)
+                    told = True
+                time.sleep(10)
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')} in {Path.cwd()}\n")
+        fh.flush()
+        try:
+            yield time.monotonic() - start
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

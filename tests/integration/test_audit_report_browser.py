@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from datetime import date
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import dump_dom, matrix_cells, screenshot
 
 from tenancy.policy.catalogue import Waiver, load_catalogue
 from tenancy.policy.report import build_results, render_html
@@ -26,18 +25,6 @@ from tenancy.policy.report import build_results, render_html
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
-
 HOSTS: dict[str, dict[str, Any]] = {
     "hr-portal-1": {
         "tenancy_tenant": "hr",
@@ -63,18 +50,6 @@ BROKEN = {
         "finance-db-1",
     ): "input accepts what the plan does not declare: ['tcp.dport == 8080 accept']",
 }
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    pytest.fail(
-        "integration prerequisite missing: chromium "
-        "(apt-get install -y --no-install-recommends chromium)",
-        pytrace=False,
-    )
 
 
 def _results() -> dict[str, Any]:
@@ -138,82 +113,31 @@ def _results() -> dict[str, Any]:
     return build_results(records, catalogue, [waiver], hosts, date(2026, 6, 1), meta)
 
 
-class _Cells(HTMLParser):
-    """The matrix cells of a DOM: (control, host) -> (result attribute, text)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cells: dict[tuple[str, str], list[str]] = {}
-        self._current: tuple[str, str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        a = dict(attrs)
-        if tag == "td" and a.get("data-control") and a.get("data-host"):
-            key = (str(a["data-control"]), str(a["data-host"]))
-            self.cells[key] = [str(a.get("data-result")), str(a.get("class")), ""]
-            self._current = key
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td":
-            self._current = None
-
-    def handle_data(self, data: str) -> None:
-        if self._current is not None:
-            self.cells[self._current][2] += data.strip()
-
-
 def test_report_renders_in_chromium_with_the_broken_controls_failed(tmp_path: Path) -> None:
-    chromium = _chromium()
     page = tmp_path / "report.html"
     page.write_text(render_html(_results()), encoding="utf-8")
     profile = tmp_path / "profile"
-    url = f"{page.as_uri()}#d-BASE_SSH_03-hr_portal_1"
-    dom = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert dom.returncode == 0, dom.stderr[-2000:]
-    parser = _Cells()
-    parser.feed(dom.stdout)
-    cells = parser.cells
+    dom = dump_dom(page, profile, "d-BASE_SSH_03-hr_portal_1")
+    cells = matrix_cells(dom)
     assert len(cells) == 45 * 3, f"matrix has {len(cells)} cells"
     for (control, host), message in BROKEN.items():
         result, css, text = cells[(control, host)]
         assert (result, text) == ("fail", "FAIL"), f"{control} on {host}: {cells[(control, host)]}"
         assert "fail" in css.split()
-        assert message.replace("'", "&#39;") in dom.stdout or message in dom.stdout
+        assert message.replace("'", "&#39;") in dom or message in dom
     failed = sorted(k for k, v in cells.items() if v[0] == "fail")
     assert failed == sorted(BROKEN), f"only the broken controls fail: {failed}"
     assert cells[("BASE-SSH-08", "hr-portal-2")][0] == "waived"
     assert cells[("MLPS-ACC-01", "hr-portal-1")][0] == "not-applicable"
     assert cells[("MLPS-ACC-01", "finance-db-1")][0] == "pass"
-    assert "FAILED: 3 required control result(s) failed" in dom.stdout
+    assert "FAILED: 3 required control result(s) failed" in dom
     # the script opened the drill-down the URL points at; evidence is text, not markup
-    opened = re.search(r'<details id="d-BASE_SSH_03-hr_portal_1"[^>]*>', dom.stdout)
+    opened = re.search(r'<details id="d-BASE_SSH_03-hr_portal_1"[^>]*>', dom)
     assert opened and " open" in opened.group(0)
-    assert "&lt;b&gt;not bold&lt;/b&gt;" in dom.stdout
+    assert "&lt;b&gt;not bold&lt;/b&gt;" in dom
 
     shot = tmp_path / "report.png"
-    done = subprocess.run(
-        [
-            chromium,
-            *CHROMIUM_FLAGS,
-            f"--user-data-dir={profile}",
-            "--hide-scrollbars",
-            "--window-size=1400,1800",
-            f"--screenshot={shot}",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0 and shot.is_file(), done.stderr[-2000:]
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
+    screenshot(page, profile, shot)
     keep = Path(os.environ.get("TENANCY_STATE") or REPO / ".tenancy") / "reports"
     keep.mkdir(parents=True, exist_ok=True)
     shutil.copy2(shot, keep / "audit-report.png")

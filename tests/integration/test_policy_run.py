@@ -19,11 +19,25 @@ Ordered steps (each timed; a failed step fails the ones that need it):
 6. drift: root login re-enabled over SSH on one VM; ``tenancy harden --check``
    reports it (exit 4, BASE-SSH-03), ``tenancy refresh`` records it on the
    tenant's PolicyRun only, ``tenancy up`` re-applies that tenant and fixes it
-7. ``tenancy destroy`` leaves nothing of the site (a sweep by name prefix runs in
-   any case)
+7. ``tenancy audit`` after the baseline: every required control passes on every
+   host (probes from the stand-ins and the other tenant's VM, Lynis next to it),
+   the bundle's SHA256SUMS verifies
+8. a deliberate break on one VM (root login re-enabled, auditd stopped, a port
+   opened in the guest firewall): the audit fails exactly BASE-SSH-03,
+   BASE-AUD-01 and BASE-FW-02 on exactly that host, and headless Chromium shows
+   exactly those cells as failed in the bundle's report.html
+9. waivers: one with a future expiry turns the BASE-SSH-03 failure into
+   "waived"; the same waiver expired does not
+10. no run directory holds the stack's passphrase or the ops private key
+11. ``tenancy destroy`` leaves nothing of the site (a sweep by name prefix runs in
+    any case)
+
+The site's machine-wide lock is held throughout (a second run waits). With
+``TENANCY_IT_KEEP=1`` the site is left running at the end (for debugging; the
+command to destroy it is printed).
 
 The numbers go to ``$TENANCY_STATE/reports/test_policy_run.{txt,json}``.
-Expect 40-90 minutes under TCG, more on a busy machine.
+Expect 60-120 minutes under TCG, more on a busy machine.
 """
 
 from __future__ import annotations
@@ -40,8 +54,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sitecopy import SiteCopy, make_site_copy, ssh, sweep_site
+from browser import dump_dom, matrix_cells, screenshot
+from sitecopy import (
+    SiteCopy,
+    make_site_copy,
+    new_workdir,
+    site_lock,
+    site_objects,
+    ssh,
+    sweep_site,
+)
 
+from tenancy.policy.report import failures, verify_manifest
 from tenancy.policy.runner import wait_for_ssh
 
 pytestmark = pytest.mark.integration
@@ -53,6 +77,16 @@ DRIFT_HOST = "it-gamma-app-1"
 EXCLUDE_POLICY = f"urn:pulumi:{SITE}::tenancy::**::*-policy"
 BOOT_TIMEOUT = 1500.0
 ENGINE_TIMEOUT = 5400.0
+AUDIT_TIMEOUT = 5400.0
+#: The deliberate break of step 8 and the controls it must fail, on DRIFT_HOST only.
+BREAK_COMMANDS = (
+    "sudo sed -i 's/^PermitRootLogin no$/PermitRootLogin yes/' "
+    "/etc/ssh/sshd_config.d/05-tenancy-hardening.conf && sudo systemctl reload ssh",
+    # auditd refuses a manual stop (RefuseManualStop=yes): what an intruder would do
+    "sudo systemctl kill --signal=SIGTERM auditd.service && sleep 3",
+    "sudo nft insert rule inet tenancy input tcp dport 8080 accept",
+)
+BROKEN_CONTROLS = {"BASE-SSH-03", "BASE-AUD-01", "BASE-FW-02"}
 WAIVER = """\
 apiVersion: tenancy/v1
 kind: WaiverList
@@ -130,8 +164,9 @@ class Report:
     numbers: dict[str, Any] = field(default_factory=dict)
     failed: str = ""
 
-    def step(self, name: str) -> _Step:
-        return _Step(self, name)
+    def step(self, name: str, always: bool = False) -> _Step:
+        """A timed step; it refuses to start after a failed one unless ``always`` (cleanup)."""
+        return _Step(self, name, always)
 
     def write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -147,11 +182,11 @@ class Report:
 
 
 class _Step:
-    def __init__(self, report: Report, name: str) -> None:
-        self.report, self.name, self.start = report, name, 0.0
+    def __init__(self, report: Report, name: str, always: bool) -> None:
+        self.report, self.name, self.always, self.start = report, name, always, 0.0
 
     def __enter__(self) -> _Step:
-        if self.report.failed:
+        if self.report.failed and not self.always:
             pytest.fail(f"not run: step {self.report.failed!r} failed before", pytrace=False)
         self.start = time.monotonic()
         print(f"[policy] {self.name} ...", flush=True)
@@ -160,7 +195,7 @@ class _Step:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         seconds = round(time.monotonic() - self.start, 1)
         outcome = "ok" if exc_type is None else f"FAILED: {exc}".splitlines()[0][:200]
-        if exc_type is not None:
+        if exc_type is not None and not self.report.failed:
             self.report.failed = self.name
         self.report.steps.append({"step": self.name, "seconds": seconds, "outcome": outcome})
         print(f"[policy] {self.name}: {seconds:.1f} s ({outcome})", flush=True)
@@ -196,37 +231,72 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(
-    libvirt_uri: str, pulumi_env: Any, guest_image: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Env]:
+def env(libvirt_uri: str, pulumi_env: Any, guest_image: Any, standins: Any) -> Iterator[Env]:
     main = Path(os.environ["TENANCY_ROOT"])
     state = Path(os.environ.get("TENANCY_STATE") or main / ".tenancy")
-    copy = make_site_copy(main, tmp_path_factory.mktemp("policy") / "project", SITE, TENANT_DOCS)
-    # make_site_copy copied policies/ and roles/ of the main tree: add the test's waiver
-    (copy.root / "policies" / "waivers").mkdir(exist_ok=True)
-    (copy.root / "policies" / "waivers" / "it-delta.yaml").write_text(WAIVER)
-    plan = copy.plan()
-    addresses = {m["domain"]: m["address"] for t in plan["tenants"] for m in t["machines"]}
-    report = Report(state / "reports" / "test_policy_run.txt")
-    report.numbers["hosts"] = addresses
-    mp = pytest.MonkeyPatch()
-    # one tenant's failed run must not keep the others from starting
-    mp.setenv("PULUMI_CONTINUE_ON_ERROR", "true")
-    try:
-        yield Env(copy, report, addresses, libvirt_uri)
-    finally:
-        with report.step("destroy and sweep"):
+    with site_lock(SITE) as waited:
+        if waited > 1:
+            print(f"[{SITE}] waited {waited:.0f} s for the site lock", flush=True)
+        workdir = new_workdir(SITE)
+        copy = make_site_copy(main, workdir / "project", SITE, TENANT_DOCS)
+        # make_site_copy copied policies/ and roles/ of the main tree: add the test's waiver
+        (copy.root / "policies" / "waivers").mkdir(exist_ok=True)
+        (copy.root / "policies" / "waivers" / "it-delta.yaml").write_text(WAIVER)
+        before = site_objects(libvirt_uri, copy, list(TENANTS))
+        if any(before.values()):
+            print(f"\n[{SITE}] leftovers of an earlier run, sweeping: {before}", flush=True)
+            sweep_site(libvirt_uri, copy, list(TENANTS))
+        plan = copy.plan()
+        addresses = {m["domain"]: m["address"] for t in plan["tenants"] for m in t["machines"]}
+        report = Report(state / "reports" / "test_policy_run.txt")
+        report.numbers["hosts"] = addresses
+        mp = pytest.MonkeyPatch()
+        # one tenant's failed run must not keep the others from starting
+        mp.setenv("PULUMI_CONTINUE_ON_ERROR", "true")
+        try:
+            yield Env(copy, report, addresses, libvirt_uri)
+        finally:
+            mp.undo()
+            if os.environ.get("TENANCY_IT_KEEP") == "1":
+                keep_site(copy)
+            else:
+                cleanup(copy, report, libvirt_uri, state)
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
+def keep_site(copy: SiteCopy) -> None:
+    """Leave the site running (TENANCY_IT_KEEP=1) and say how to destroy it."""
+    secret = copy.state / "passphrase"
+    secret.write_text(copy.passphrase)
+    secret.chmod(0o600)
+    print(
+        f"\n[{SITE}] kept {copy.root}; destroy with: TENANCY_STATE={copy.state} "
+        f"PULUMI_BACKEND_URL=file://{copy.state / 'pulumi'} "
+        f"PULUMI_CONFIG_PASSPHRASE_FILE={secret} "
+        f"tenancy --root {copy.root} destroy --site {SITE}",
+        flush=True,
+    )
+
+
+def cleanup(copy: SiteCopy, report: Report, uri: str, state: Path) -> None:
+    """Destroy the stack, then sweep by name prefix whatever is left; keep the evidence."""
+    with report.step("destroy and sweep", always=True):
+        try:
             destroyed = copy.tenancy("destroy", "--site", SITE, timeout=1800)
-            left = sweep_site(libvirt_uri, copy, list(TENANTS))
+        finally:
+            left = sweep_site(uri, copy, list(TENANTS))
             report.numbers["leftovers_after_destroy"] = {k: v for k, v in left.items() if v}
-            report.numbers["runs_kept"] = sorted(p.name for p in (copy.state / "runs").iterdir())
+            runs = copy.state / "runs"
+            report.numbers["runs_kept"] = (
+                sorted(p.name for p in runs.iterdir()) if runs.is_dir() else []
+            )
             kept = state / "reports" / "test_policy_run.runs"
             shutil.rmtree(kept, ignore_errors=True)
-            shutil.copytree(copy.state / "runs", kept, symlinks=False, dirs_exist_ok=True)
+            if runs.is_dir():
+                shutil.copytree(runs, kept, symlinks=False, dirs_exist_ok=True)
             shutil.copy2(copy.log, state / "reports" / "test_policy_run.commands.log")
-            mp.undo()
-            assert destroyed.returncode == 0, destroyed.stderr[-2000:]
-            assert not any(left.values()), f"destroy left objects behind: {left}"
+        assert destroyed.returncode == 0, destroyed.stderr[-2000:]
+        assert not any(left.values()), f"destroy left objects behind: {left}"
 
 
 def lynis(env: Env, host: str) -> dict[str, Any]:
@@ -399,6 +469,131 @@ def test_6_drift_is_reported_and_repaired(env: Env) -> None:
         assert effective_root_login(env, DRIFT_HOST) == "no"
 
 
+def test_7_audit_after_the_baseline(env: Env) -> None:
+    with env.report.step("audit after the baseline (all hosts, Lynis)"):
+        run, doc, bundle, seconds = audit(env, "after-baseline")
+        env.report.numbers["audit_clean"] = audit_numbers(doc, run, seconds)
+        assert not verify_manifest(bundle), verify_manifest(bundle)
+        assert (bundle / "junit.xml").is_file() and (bundle / "report.html").is_file()
+        failed = [(r["control"], r["host"], r["reason"]) for r in failures(doc)]
+        assert run.returncode == 0 and not failed, (run.returncode, failed, run.stderr[-2000:])
+        hosts = {r["host"] for r in doc["results"]}
+        assert hosts == set(env.addresses), hosts
+        passed = {(r["control"], r["host"]) for r in doc["results"] if r["result"] == "pass"}
+        assert ("BASE-SSH-03", DRIFT_HOST) in passed and ("BASE-FW-02", DRIFT_HOST) in passed
+        lynis_seen = env.report.numbers["audit_clean"]["lynis"]
+        assert all(isinstance(v, int) for v in lynis_seen.values()), lynis_seen
+
+
+def test_8_a_broken_vm_fails_exactly_its_controls(env: Env) -> None:
+    with env.report.step(f"break {DRIFT_HOST}: root login, auditd, open port"):
+        for command in BREAK_COMMANDS:
+            done = env.ssh(DRIFT_HOST, command)
+            assert done.returncode == 0, (command, done.stderr)
+        assert effective_root_login(env, DRIFT_HOST) == "yes"
+        active = env.ssh(DRIFT_HOST, "systemctl is-active auditd.service")
+        assert active.stdout.strip() != "active", active.stdout
+        rules = env.ssh(DRIFT_HOST, "sudo nft list chain inet tenancy input")
+        assert "tcp dport 8080 accept" in rules.stdout, rules.stdout
+
+    with env.report.step("audit finds exactly the break"):
+        run, doc, bundle, seconds = audit(env, "after-break", "--no-lynis")
+        env.report.numbers["audit_broken"] = audit_numbers(doc, run, seconds)
+        failed = {(r["control"], r["host"]) for r in failures(doc)}
+        assert run.returncode == 1, (run.returncode, run.stderr[-2000:])
+        assert failed == {(c, DRIFT_HOST) for c in BROKEN_CONTROLS}, failed
+        assert not verify_manifest(bundle), verify_manifest(bundle)
+
+    with env.report.step("report.html in headless Chromium shows the break"):
+        page = bundle / "report.html"
+        profile = env.copy.state / "chromium-profile"
+        anchor = "d-BASE_SSH_03-" + DRIFT_HOST.replace("-", "_")
+        dom = dump_dom(page, profile, anchor)
+        cells = matrix_cells(dom)
+        shown_failed = {key for key, (result, _css, _text) in cells.items() if result == "fail"}
+        env.report.numbers["report_cells"] = {
+            "cells": len(cells),
+            "failed": sorted(f"{c}@{h}" for c, h in shown_failed),
+            "by_result": count_cells(cells),
+        }
+        assert len(cells) == len(doc["results"]), (len(cells), len(doc["results"]))
+        assert shown_failed == {(c, DRIFT_HOST) for c in BROKEN_CONTROLS}, shown_failed
+        for control in BROKEN_CONTROLS:
+            assert cells[(control, DRIFT_HOST)][2] == "FAIL", cells[(control, DRIFT_HOST)]
+        assert "FAILED: 3 required control result(s) failed" in dom
+        opened = re.search(rf'<details id="{anchor}"[^>]*>', dom)
+        assert opened and " open" in opened.group(0), "the drill-down was not opened"
+        shot = env.copy.state / "audit-after-break.png"
+        screenshot(page, profile, shot)
+        kept = Path(os.environ.get("TENANCY_STATE") or env.copy.root / ".tenancy") / "reports"
+        kept.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(shot, kept / "test_policy_run.audit-after-break.png")
+        shutil.copy2(page, kept / "test_policy_run.audit-after-break.html")
+
+
+def test_9_waivers_future_and_expired(env: Env) -> None:
+    waiver_file = env.copy.root / "policies" / "waivers" / "it-gamma.yaml"
+    key = ("BASE-SSH-03", DRIFT_HOST)
+    try:
+        with env.report.step("a waiver with a future expiry: waived"):
+            waiver_file.write_text(break_waiver("2099-12-31"))
+            run, doc, _bundle, seconds = audit(
+                env, "waiver-future", "--tenant", "it-gamma", "--no-lynis"
+            )
+            result = result_of(doc, *key)
+            env.report.numbers["waiver_future"] = {
+                "result": result["result"],
+                "required": result["required"],
+                "exit": run.returncode,
+                "seconds": seconds,
+            }
+            assert (result["result"], result["required"]) == ("waived", False), result
+            failed = {(r["control"], r["host"]) for r in failures(doc)}
+            assert failed == {(c, DRIFT_HOST) for c in BROKEN_CONTROLS - {"BASE-SSH-03"}}, failed
+            assert run.returncode == 1
+
+        with env.report.step("the same waiver expired: fail"):
+            waiver_file.write_text(break_waiver("2026-01-31"))
+            run, doc, _bundle, seconds = audit(
+                env, "waiver-expired", "--tenant", "it-gamma", "--no-lynis"
+            )
+            result = result_of(doc, *key)
+            env.report.numbers["waiver_expired"] = {
+                "result": result["result"],
+                "required": result["required"],
+                "reason": result["reason"],
+                "exit": run.returncode,
+                "seconds": seconds,
+            }
+            assert (result["result"], result["required"]) == ("fail", True), result
+            assert "expired" in result["reason"], result["reason"]
+            failed = {(r["control"], r["host"]) for r in failures(doc)}
+            assert failed == {(c, DRIFT_HOST) for c in BROKEN_CONTROLS}, failed
+    finally:
+        waiver_file.unlink(missing_ok=True)
+
+
+def test_10_no_secrets_in_the_run_directories(env: Env) -> None:
+    with env.report.step("no secrets in the run directories", always=True):
+        key_body = "".join(
+            line
+            for line in env.copy.key.read_text().splitlines()
+            if line and not line.startswith("-----")
+        )
+        secrets = {"passphrase": env.copy.passphrase, "private key": key_body[:64]}
+        runs = sorted((env.copy.state / "runs").iterdir())
+        assert runs, "no run directories"
+        leaks = [
+            f"{name} in {path}"
+            for path in (env.copy.state / "runs").rglob("*")
+            if path.is_file()
+            for name, secret in secrets.items()
+            if secret.encode() in path.read_bytes()
+        ]
+        env.report.numbers["secret_scan"] = {"run_dirs": len(runs), "leaks": leaks}
+        assert not leaks, leaks
+
+
 def summary_of(env: Env, result: Any) -> dict[str, Any]:
     """The run's summary.json, found from the "run dir ..." line of the text report."""
     found = re.search(r"run dir (\S+)\s*$", result.stdout)
@@ -406,3 +601,56 @@ def summary_of(env: Env, result: Any) -> dict[str, Any]:
     run_dir = Path(found.group(1))
     doc: dict[str, Any] = json.loads((env.copy.root / run_dir / "summary.json").read_text())
     return doc
+
+
+def audit(env: Env, name: str, *args: str) -> tuple[Any, dict[str, Any], Path, float]:
+    """``tenancy audit`` into ``$state/audits/<name>``: (process, results.json, bundle, s)."""
+    bundle = env.copy.state / "audits" / name
+    start = time.monotonic()
+    run = env.tenancy(
+        "audit", "--site", SITE, "--out", str(bundle), "-q", *args, timeout=AUDIT_TIMEOUT
+    )
+    seconds = round(time.monotonic() - start, 1)
+    results = bundle / "results.json"
+    assert results.is_file(), f"exit {run.returncode}: {run.stdout[-3000:]} {run.stderr[-3000:]}"
+    doc: dict[str, Any] = json.loads(results.read_text())
+    return run, doc, bundle, seconds
+
+
+def audit_numbers(doc: dict[str, Any], run: Any, seconds: float) -> dict[str, Any]:
+    return {
+        "exit": run.returncode,
+        "seconds": seconds,
+        "summary": doc.get("summary"),
+        "lynis": {h["name"]: (h.get("lynis") or {}).get("hardening_index") for h in doc["hosts"]},
+        "failed": [f"{r['control']}@{r['host']}: {r['reason']}" for r in failures(doc)],
+        "stdout_tail": run.stdout.strip().splitlines()[-8:],
+    }
+
+
+def result_of(doc: dict[str, Any], control: str, host: str) -> dict[str, Any]:
+    found = [r for r in doc["results"] if r["control"] == control and r["host"] == host]
+    assert len(found) == 1, (control, host, len(found))
+    return dict(found[0])
+
+
+def count_cells(cells: dict[tuple[str, str], list[str]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for result, _css, _text in cells.values():
+        counts[result] = counts.get(result, 0) + 1
+    return counts
+
+
+def break_waiver(expires: str) -> str:
+    return f"""\
+apiVersion: tenancy/v1
+kind: WaiverList
+waivers:
+  - control: BASE-SSH-03
+    tenant: it-gamma
+    hosts: [{DRIFT_HOST}]
+    justification: >-
+      Vendor support needs a root console on this host during the migration window.
+    approved_by: security-office@example.gov
+    expires: {expires}
+"""

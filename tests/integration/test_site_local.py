@@ -40,7 +40,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,8 +52,10 @@ from sitecopy import (
     SiteCopy,
     interrupt_up,
     make_site_copy,
+    new_workdir,
     probe_from_guest,
     probe_from_host,
+    site_lock,
     site_objects,
     ssh,
     start_guest_listeners,
@@ -77,7 +78,6 @@ VM_PORTS = [22, 80, 443, 8080, 8443, 9000]  # probed on every VM (22: sshd, rest
 LISTEN_PORTS = [p for p in VM_PORTS if p != 22]
 INTERNET_PORTS = [443, 8080]  # listener in the internet stand-in
 HOST_PORT = 8080  # listener on each segment gateway (this host)
-COPY_BASE = Path(os.environ.get("TENANCY_IT_WORKDIR", "/var/tmp/tenancy-it"))
 OPERATION_LINES = (" updating (", " creating (", " deleting (", " replacing (")
 
 
@@ -446,12 +446,20 @@ def local_site(
     libvirt_uri: str,
     standins: Any,
 ) -> Iterator[LocalSite]:
-    """The project copy; its finalizer destroys the site and sweeps it, whatever happened."""
+    """The project copy; its finalizer destroys the site and sweeps it, whatever happened.
+
+    Holds the site's machine-wide lock throughout: a concurrent run of this test (from
+    another clone) waits instead of sweeping this run's machines as "leftovers".
+    """
+    with site_lock(SITE) as waited:
+        if waited > 1:
+            print(f"[{SITE}] waited {waited:.0f} s for the site lock", flush=True)
+        yield from _local_site(libvirt_uri, standins)
+
+
+def _local_site(libvirt_uri: str, standins: Any) -> Iterator[LocalSite]:
     main_root = Path(os.environ["TENANCY_ROOT"])
-    # Not under pytest's basetemp: other sessions on this machine rotate it away (only
-    # the 3 newest are kept) and with it this copy's Pulumi state, mid-run.
-    COPY_BASE.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix=f"{SITE}-", dir=COPY_BASE))
+    workdir = new_workdir(SITE)
     copy = make_site_copy(
         main_root, workdir / "project", SITE, {ALPHA: alpha_doc(), BETA: beta_doc()}
     )
