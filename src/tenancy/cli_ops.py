@@ -30,7 +30,9 @@ def _engine(args: argparse.Namespace) -> int:
     extra: list[str] = []
     if args.verb in ("up", "destroy", "refresh"):
         extra.append("--yes")
-    if args.verb == "up":
+    if args.verb in ("up", "refresh"):
+        # the preview would do the whole job once more: for a refresh it reads every
+        # resource twice (a PolicyRun's read is a check-mode Ansible run)
         extra.append("--skip-preview")
     if args.verb == "preview":
         # a preview saves no state; without this the CLI re-serialises the whole

@@ -393,3 +393,33 @@ def test_exit_codes_as_a_process(project: Path) -> None:
     write_data(project, "broken/alias-bomb.yaml")
     assert run("validate") == 1
     assert run("validate", "--format", "nope") == 2
+
+
+# --------------------------------------------------------------------------- engine verbs
+
+
+@pytest.mark.parametrize(
+    ("verb", "expected"),
+    [
+        ("up", ["--yes", "--skip-preview"]),
+        ("refresh", ["--yes", "--skip-preview"]),
+        ("destroy", ["--yes"]),
+        ("preview", []),
+    ],
+)
+def test_engine_verbs_pass_the_flags_that_avoid_double_work(
+    cli: Cli, project: Path, monkeypatch: pytest.MonkeyPatch, verb: str, expected: list[str]
+) -> None:
+    calls: list[tuple[str, str, list[str]]] = []
+
+    def fake_run(root: Path, site: str, verb: str, args: list[str]) -> int:
+        calls.append((site, verb, list(args)))
+        return 0
+
+    monkeypatch.setattr("tenancy.cli_ops.run_pulumi", fake_run)
+    # recorded, then removed: what a preview sets in-process is undone after the test
+    monkeypatch.setenv("PULUMI_SKIP_CHECKPOINTS", "")
+    monkeypatch.delenv("PULUMI_SKIP_CHECKPOINTS")
+    result = cli("--root", project, verb, "--site", "local")
+    assert result.code == EXIT_OK, result
+    assert calls == [("local", verb, expected)]
