@@ -12,18 +12,24 @@ What it does, in one run and on one machine, so the ratios compare like with lik
    with the PolicyRuns excluded, so every VM is stock;
 2. ``1 VM``: applies the baseline to the first VM alone (one ansible-runner run);
 3. ``N VMs``: applies it to the other N VMs in ONE run (forks = N, in parallel);
-4. ``no-op``: runs it again on all N+1 VMs (nothing left to change).
+4. ``no-op``: runs it again on all N+1 VMs (nothing left to change);
+5. ``audit`` (unless ``--no-audit``): ``tenancy audit --host <vm> --workers 1`` of
+   each of the N VMs alone, then ``tenancy audit`` of the N together with
+   ``--workers N`` (pytest-xdist), Lynis left out; the firewall probes from the
+   stand-ins run (``tools/standins.sh up``).
 
 Printed: wall time of each run, tasks and seconds per task, the **parallel
 efficiency** ``t(1 VM) / t(N VMs)`` (1.0 = N hosts cost no more than one;
-the ideal for independent hosts on enough cores) and the no-op re-run time against
-the first run. On these 2-core machines each TCG guest keeps a core busy, so
-expect the efficiency to fall with N well before real KVM hypervisors would.
+the ideal for independent hosts on enough cores), the no-op re-run time against
+the first run, and the same ratio for the audit of the hardened VMs:
+``mean(t(audit of 1 VM)) / t(audit of N VMs)`` (target >= 0.7). On these 2-core
+machines each TCG guest keeps a core busy, so expect the efficiency to fall with N
+well before real KVM hypervisors would.
 
 The copy, its VMs, networks and pools are destroyed at the end (and swept by
 name prefix even when a step fails).
 
-Run: ``python bench/bench_policy.py [--parallel 2] [--keep-runs DIR]``.
+Run: ``python bench/bench_policy.py [--parallel 2] [--keep-runs DIR] [--no-audit]``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -118,10 +125,36 @@ def tasks_of(result: RunResult, hosts: list[str]) -> int:
     return max(result.hosts[h].ok + result.hosts[h].skipped for h in hosts)
 
 
+AUDIT_TARGET = 0.7
+
+
+def audit(copy: SiteCopy, bundle: Path, *args: str) -> tuple[float, dict[str, Any]]:
+    """One ``tenancy audit`` without Lynis: (seconds, results.json)."""
+    start = time.monotonic()
+    run = copy.tenancy(
+        "audit", "--site", SITE, "--out", str(bundle), "--no-lynis", "-q", *args, timeout=3600
+    )
+    seconds = round(time.monotonic() - start, 1)
+    results = bundle / "results.json"
+    if not results.is_file():
+        raise SystemExit(
+            f"audit {args} wrote no results:\n{run.stdout[-2000:]}{run.stderr[-2000:]}"
+        )
+    doc: dict[str, Any] = json.loads(results.read_text())
+    return seconds, doc
+
+
+def counts(doc: dict[str, Any]) -> str:
+    return ", ".join(f"{v} {k}" for k, v in sorted(doc.get("summary", {}).items()))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parallel", type=int, default=2, help="VMs of the parallel run (N)")
     parser.add_argument("--keep-runs", type=Path, default=None, help="copy the run dirs here")
+    parser.add_argument(
+        "--no-audit", action="store_true", help="skip the audit timing of the hardened VMs"
+    )
     args = parser.parse_args()
     if not os.environ.get("PULUMI_PREFIX"):
         print("source tools/env.sh first (the Pulumi CLI and libvirt are needed)", file=sys.stderr)
@@ -190,6 +223,32 @@ def main() -> int:
                 "changed_noop": {h: noop.hosts[h].changed for h in names},
             }
         )
+        if not args.no_audit:
+            subprocess.run(["bash", str(ROOT / "tools" / "standins.sh"), "up"], check=False)
+            singles = []
+            print(f"\nbench_policy: audit of the hardened VMs (no Lynis), {n} VMs:")
+            for host in many:
+                seconds, doc = audit(copy, work / f"audit-{host}", "--host", host, "--workers", "1")
+                singles.append(seconds)
+                print(f"  {'audit ' + host + ' (1 VM)':<40} {seconds:8.1f} s  {counts(doc)}")
+            hosts_args = [a for h in many for a in ("--host", h)]
+            ta, doc = audit(copy, work / "audit-all", *hosts_args, "--workers", str(n))
+            print(f"  {f'audit {n} VMs, --workers {n}':<40} {ta:8.1f} s  {counts(doc)}")
+            audit_efficiency = (sum(singles) / len(singles)) / ta
+            verdict = "ok" if audit_efficiency >= AUDIT_TARGET else "BELOW TARGET"
+            print(
+                f"\naudit parallel efficiency mean(1 VM) / {n} VMs = "
+                f"{sum(singles) / len(singles):.1f} / {ta:.1f} = {audit_efficiency:.2f} "
+                f"(target >= {AUDIT_TARGET}): {verdict}"
+            )
+            timings.update(
+                {
+                    "audit_1vm_seconds": singles,
+                    f"audit_{n}vm_seconds": ta,
+                    "audit_parallel_efficiency": round(audit_efficiency, 3),
+                    "audit_summary": doc.get("summary"),
+                }
+            )
         print(json.dumps(timings, indent=2))
         return 0
     finally:

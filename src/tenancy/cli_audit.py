@@ -48,6 +48,7 @@ def _audit(args: argparse.Namespace) -> int:
         root=root,
         site=args.site,
         tenant=args.tenant,
+        hosts=tuple(args.host),
         out=Path(args.out).resolve() if args.out else None,
         workers=args.workers,
         lynis=not args.no_lynis,
@@ -80,6 +81,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--site", default="local", help="stack name under stacks/ (default: local)")
     p.add_argument("--tenant", default=None, help="only this tenant's machines")
+    p.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this machine (its domain name, e.g. hr-portal-1); repeatable",
+    )
     p.add_argument("--out", default=None, metavar="DIR", help="bundle directory (must not exist)")
     p.add_argument(
         "--workers",

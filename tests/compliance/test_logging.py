@@ -60,6 +60,7 @@ SIX_MONTHS = 6 * 2629800
         "SystemKeepFree": None,
         "SystemMaxFileSize": None,
         "MaxRetentionSec": None,
+        "Audit": "yes",
         "journal-directory": "/var/log/journal",
     },
 )

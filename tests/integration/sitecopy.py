@@ -267,6 +267,27 @@ def make_site_copy(main_root: Path, dest: Path, site: str, tenants: dict[str, An
     return copy
 
 
+def reopen_site_copy(main_root: Path, root: Path, site: str) -> SiteCopy:
+    """A copy an earlier run left running (``TENANCY_IT_KEEP=1``), as it is on disk.
+
+    Its passphrase is the one the keeping run wrote to ``.tenancy/passphrase``.
+    """
+    doc = yaml.safe_load((root / "stacks" / f"Pulumi.{site}.yaml").read_text())
+    pools = [
+        Path(pool["path"])
+        for host in doc["config"]["tenancy:site"]["hosts"]
+        for pool in host["pools"]
+    ]
+    return SiteCopy(
+        root=root,
+        site=site,
+        main_root=main_root,
+        passphrase=(root / ".tenancy" / "passphrase").read_text().strip(),
+        log=root / "commands.log",
+        pool_paths=pools,
+    )
+
+
 # --- guests --------------------------------------------------------------------------
 
 

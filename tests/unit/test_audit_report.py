@@ -351,3 +351,50 @@ def test_suite_reports_waived_expired_and_not_in_profile(tmp_path: Path) -> None
     assert rec["waiver"]["expires"] == "2026-05-31"
     assert rec["evidence"], "the check still runs and records its commands"
     assert rec["evidence"][0]["command"] == "/usr/sbin/sshd -T"
+
+
+# -- host selection ----------------------------------------------------------------------
+
+
+def _fake_suite(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Replace the pytest subprocess of an audit; return the argv list it would run."""
+    from tenancy.policy import audit
+
+    calls: list[list[str]] = []
+
+    def fake(argv: list[str], cwd: Path, log: Path, stream: Any) -> int:
+        calls.append(argv)
+        log.write_text("not run\n")
+        return 0
+
+    monkeypatch.setattr(audit, "_run_logged", fake)
+    monkeypatch.setattr(audit, "_close_masters", lambda hosts: None)
+    return calls
+
+
+def test_audit_of_one_host_selects_only_that_host(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tenancy.policy.audit import AuditOptions, run_audit
+
+    calls = _fake_suite(monkeypatch)
+    options = AuditOptions(
+        root=REPO, site="local", hosts=("tourism-web-1",), out=tmp_path / "b", lynis=False
+    )
+    run = run_audit(options)
+    assert [a for a in calls[0] if a.startswith("--hosts=")] == ["--hosts=ansible://tourism-web-1"]
+    assert {r["host"] for r in run.results["results"]} == {"tourism-web-1"}
+    assert run.results["host_filter"] == ["tourism-web-1"]
+    assert "host(s) tourism-web-1" in (tmp_path / "b" / "report.html").read_text()
+
+
+def test_audit_of_an_unknown_host_names_the_known_ones(tmp_path: Path) -> None:
+    from tenancy.policy.audit import AuditError, AuditOptions, run_audit
+
+    options = AuditOptions(
+        root=REPO, site="local", tenant="hr", hosts=("tourism-web-1",), out=tmp_path / "b"
+    )
+    with pytest.raises(AuditError) as err:
+        run_audit(options)
+    assert str(err.value) == ("host(s) tourism-web-1 not among the machines selected (hr-portal-1)")
+    assert not (tmp_path / "b").exists(), "nothing written for an invalid selection"

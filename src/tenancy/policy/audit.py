@@ -89,6 +89,7 @@ class AuditOptions:
     root: Path
     site: str
     tenant: str | None = None
+    hosts: Sequence[str] = ()  # only these machines (domain names); empty: all selected
     out: Path | None = None
     workers: int = 0  # 0: one per host, at most os.cpu_count()
     lynis: bool = True
@@ -335,6 +336,15 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
             pattern = group_name(options.tenant)
         else:
             hosts, pattern = every, "all"
+        if options.hosts:
+            unknown = sorted(set(options.hosts) - set(hosts))
+            if unknown:
+                known = ", ".join(sorted(hosts)) or "none"
+                raise AuditError(
+                    f"host(s) {', '.join(unknown)} not among the machines selected ({known})"
+                )
+            hosts = {h: v for h, v in hosts.items() if h in options.hosts}
+            pattern = ",ansible://".join(sorted(hosts))
         if not hosts:
             raise AuditError(f"site {options.site}: no machines to audit")
 
@@ -376,6 +386,7 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
     meta = {
         "site": options.site,
         "tenant": options.tenant,
+        "host_filter": sorted(options.hosts) or None,
         "plan_digest": plan.digest(),
         "tenants_commit": tenants_commit(options.root),
         "started": started.isoformat(timespec="seconds"),
