@@ -622,6 +622,7 @@ def summary_of(env: Env, result: Any) -> dict[str, Any]:
 def audit(env: Env, name: str, *args: str) -> tuple[Any, dict[str, Any], Path, float]:
     """``tenancy audit`` into ``$state/audits/<name>``: (process, results.json, bundle, s)."""
     bundle = env.copy.state / "audits" / name
+    shutil.rmtree(bundle, ignore_errors=True)  # a kept site's earlier run (TENANCY_IT_REUSE)
     start = time.monotonic()
     run = env.tenancy(
         "audit", "--site", SITE, "--out", str(bundle), "-q", *args, timeout=AUDIT_TIMEOUT
