@@ -482,8 +482,9 @@ def test_6_drift_is_reported_and_repaired(env: Env) -> None:
 
 
 def test_7_audit_after_the_baseline(env: Env) -> None:
-    with env.report.step("audit after the baseline (all hosts, Lynis)"):
-        lynis_too = os.environ.get("TENANCY_IT_AUDIT_LYNIS", "1") != "0"
+    lynis_too = os.environ.get("TENANCY_IT_AUDIT_LYNIS", "1") != "0"
+    label = "all hosts, Lynis" if lynis_too else "all hosts"
+    with env.report.step(f"audit after the baseline ({label})"):
         run, doc, bundle, seconds = audit(
             env, "after-baseline", *(() if lynis_too else ("--no-lynis",))
         )
