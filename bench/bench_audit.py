@@ -177,15 +177,7 @@ def main() -> int:
                 print(f"swept leftovers: {left}")
             shutil.rmtree(work, ignore_errors=True)
         else:
-            secret = copy.state / "passphrase"
-            secret.write_text(copy.passphrase)
-            secret.chmod(0o600)
-            print(
-                f"kept {copy.root}; destroy with: TENANCY_STATE={copy.state} "
-                f"PULUMI_BACKEND_URL=file://{copy.state / 'pulumi'} "
-                f"PULUMI_CONFIG_PASSPHRASE_FILE={secret} "
-                f"tenancy --root {copy.root} destroy --site {SITE}"
-            )
+            print(f"kept {copy.root}; destroy with: {copy.keep_for_later()}")
     print(f"\n{'step':<34} {'seconds':>9}  result")
     for name, seconds, note in rows:
         print(f"{name:<34} {seconds:9.1f}  {note}")

@@ -76,6 +76,18 @@ class SiteCopy:
     def state(self) -> Path:
         return self.root / ".tenancy"
 
+    def keep_for_later(self) -> str:
+        """Write the passphrase next to the state (0600) for a later run of this copy,
+        and return the command that destroys the site."""
+        secret = self.state / "passphrase"
+        secret.write_text(self.passphrase)
+        secret.chmod(0o600)
+        return (
+            f"TENANCY_STATE={self.state} PULUMI_BACKEND_URL=file://{self.state / 'pulumi'} "
+            f"PULUMI_CONFIG_PASSPHRASE_FILE={secret} "
+            f"tenancy --root {self.root} destroy --site {self.site}"
+        )
+
     @property
     def key(self) -> Path:
         return self.state / "ssh" / "ops_ed25519"
