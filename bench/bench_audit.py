@@ -39,6 +39,7 @@ sys.path.insert(0, str(REPO / "tests" / "integration"))
 from sitecopy import (  # noqa: E402
     SiteCopy,
     make_site_copy,
+    ssh,
     sweep_site,
     wait_for_ssh,
     waive_baseline,
@@ -151,21 +152,11 @@ def main() -> int:
 
         if args.lynis:
             start = time.monotonic()
-            lynis = copy.run(
-                [
-                    "ssh",
-                    "-o",
-                    "BatchMode=yes",
-                    "-o",
-                    "StrictHostKeyChecking=no",
-                    "-o",
-                    "UserKnownHostsFile=/dev/null",
-                    "-i",
-                    str(copy.key),
-                    f"ops@{addresses[0]}",
-                    "sudo lynis audit system --quick --no-colors >/dev/null; "
-                    "sudo grep ^hardening_index= /var/log/lynis-report.dat",
-                ],
+            lynis = ssh(
+                copy,
+                addresses[0],
+                "sudo lynis audit system --quick --no-colors >/dev/null; "
+                "sudo grep ^hardening_index= /var/log/lynis-report.dat",
                 timeout=1800,
             )
             rows.append(("lynis (1 host)", time.monotonic() - start, lynis.stdout.strip()))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import json
 import os
 import secrets
@@ -130,15 +131,7 @@ class SiteCopy:
         ``tenancy`` wrapper, pulumi, its plugins) is interrupted, then killed, so no
         orphaned pulumi keeps working on the stack behind the cleanup.
         """
-        proc = subprocess.Popen(
-            argv,
-            cwd=self.root,
-            env=self.env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        proc = self._spawn(argv, stderr=subprocess.PIPE)
         try:
             out, err = proc.communicate(timeout=timeout)
             code = proc.returncode
@@ -204,15 +197,19 @@ class SiteCopy:
         argv = ["tenancy", "--root", str(self.root), "up", "--site", self.site]
         with self.log.open("a") as fh:
             fh.write(f"\n$ {' '.join(argv)}  (background, to be interrupted)\n")
+        return self._spawn(argv, stderr=subprocess.STDOUT, preexec_fn=_default_sigint)
+
+    def _spawn(self, argv: list[str], **popen: Any) -> subprocess.Popen[str]:
+        """Start ``argv`` in the copy, with its environment, in a process group of its own
+        (so a timeout or an interrupt reaches the wrapper, pulumi and its plugins)."""
         return subprocess.Popen(
             argv,
             cwd=self.root,
             env=self.env(),
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
-            preexec_fn=_default_sigint,
+            **popen,
         )
 
     def write_tenant(self, name: str, doc: dict[str, Any]) -> None:
@@ -753,8 +750,6 @@ def site_lock(
     one's machines and each one's SSH reaches the other's VMs (seen: "Permission
     denied (publickey)" for 900 s). The lock makes the second run wait.
     """
-    import fcntl
-
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"tenancy-{site}.lock"
     start = time.monotonic()

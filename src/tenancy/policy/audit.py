@@ -261,7 +261,7 @@ def _stamp(now: datetime) -> str:
 
 
 def _pytest_argv(
-    options: AuditOptions, bundle: Path, inventory: Path, pattern: str, workers: int
+    options: AuditOptions, bundle: Path, inventory: Path, patterns: list[str], workers: int
 ) -> list[str]:
     root = options.root
     policies = root / "policies" if (root / "policies" / "catalogue.yaml").is_file() else None
@@ -270,7 +270,7 @@ def _pytest_argv(
         "-m",
         "pytest",
         str(suite_dir()),
-        f"--hosts=ansible://{pattern}",
+        "--hosts=" + ",".join(f"ansible://{p}" for p in patterns),
         f"--ansible-inventory={inventory}",
         f"--junit-xml={bundle / 'junit.xml'}",
         "-o",
@@ -333,9 +333,9 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
                     f"tenant {options.tenant!r} is not planned on {options.site} ({known})"
                 )
             hosts = {h: v for h, v in every.items() if v.get("tenancy_tenant") == options.tenant}
-            pattern = group_name(options.tenant)
+            patterns = [group_name(options.tenant)]
         else:
-            hosts, pattern = every, "all"
+            hosts, patterns = every, ["all"]
         if options.hosts:
             unknown = sorted(set(options.hosts) - set(hosts))
             if unknown:
@@ -344,7 +344,7 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
                     f"host(s) {', '.join(unknown)} not among the machines selected ({known})"
                 )
             hosts = {h: v for h, v in hosts.items() if h in options.hosts}
-            pattern = ",ansible://".join(sorted(hosts))
+            patterns = sorted(hosts)
         if not hosts:
             raise AuditError(f"site {options.site}: no machines to audit")
 
@@ -358,7 +358,7 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
         cpus = os.cpu_count() or 1
         workers = options.workers or min(len(hosts), cpus)
         workers = max(1, min(workers, len(hosts)))
-        argv = _pytest_argv(options, bundle, inventory_file, pattern, workers)
+        argv = _pytest_argv(options, bundle, inventory_file, patterns, workers)
         if stream is not None:
             print(f"audit {options.site}: {len(hosts)} host(s), bundle {bundle}", file=stream)
         pytest_exit = _run_logged(argv, project_dir(), bundle / "pytest.log", stream)
