@@ -1,4 +1,5 @@
-# One command surface: setup, demo, test, lint, bench. CI calls `make test`.
+# One command surface: setup, demo, doctor, test, lint, bench, purge.
+# CI (.ci/run) calls `make lint` and `make test`.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 ENV := source tools/env.sh &&
@@ -6,7 +7,11 @@ SITE ?= local
 
 .PHONY: setup python-env engine hypervisor-up hypervisor-down image state test-deps demo test acceptance unit lint bench
 
-setup: python-env engine hypervisor-up image state  ## install and start everything, idempotently
+.PHONY: standins purge
+
+# Each step installs its own prerequisites (Debian packages included) and
+# creates the directories it relies on; the order below is only for speed.
+setup: python-env engine hypervisor-up image state standins  ## install and start everything, idempotently
 
 python-env:
 	bash tools/python-env.sh
@@ -26,7 +31,18 @@ image: hypervisor-up
 state: python-env
 	bash tools/state.sh
 
-demo: setup  ## validate, plan and bring up the tenants of the local site
+# network namespaces standing in for the intranet/extranet/internet clients the
+# audit's firewall probes connect from (without them those items are "not tested")
+standins: hypervisor-up
+	bash tools/standins.sh up
+
+.PHONY: doctor
+# read-only: each failed check prints the one command that fixes it (exit 1 if any failed)
+doctor:  ## check this machine for everything the journeys need
+	$(ENV) tenancy doctor --site $(SITE)
+
+demo: setup  ## check the machine, validate, plan and bring up the tenants of the local site
+	$(ENV) tenancy doctor --site $(SITE)
 	$(ENV) tenancy validate tenants/
 	$(ENV) tenancy plan --site $(SITE)
 	$(ENV) tenancy up --site $(SITE)
@@ -41,6 +57,10 @@ ACCEPTANCE := tests/integration/test_policy_run.py
 test: setup test-deps  ## unit + integration tests (real engine, libvirt and VMs)
 	$(ENV) python -m pytest tests/unit tests/integration $(addprefix --ignore=,$(ACCEPTANCE))
 
+# PACKAGES=1 also removes the Debian packages setup installed (and only those)
+purge:  ## remove what setup installed, built and started (VMs, daemons, images, caches, state, venv)
+	bash tools/purge.sh $(if $(filter 1,$(PACKAGES)),--packages)
+
 acceptance: setup test-deps  ## the long hardening scenario on real VMs
 	$(ENV) python -m pytest -s $(ACCEPTANCE)
 
@@ -50,6 +70,8 @@ unit: python-env
 lint: python-env
 	$(ENV) ruff check src tests stacks bench policies && ruff format --check src tests stacks bench policies
 	$(ENV) mypy
+	$(ENV) ansible-lint --offline --profile production roles/ policies/playbook.yml
+	$(ENV) yamllint --strict .
 
 bench: python-env
-	$(ENV) for b in bench/bench_*.py; do python "$$b"; done
+	$(ENV) python bench/run_all.py --vms "$(or $(BENCH_VMS),1)"

@@ -18,13 +18,15 @@ unless ``--keep``.
 
 Needs the hypervisor, the guest image and the engine (``make setup``), root,
 and several minutes under TCG. Run: ``python bench/bench_audit.py [--hosts 2]``.
+Exit status: 0 when the ratio meets its target, 1 when it misses, 2 when the
+benchmark could not run (a missing prerequisite or a failed step; the ratio then says
+"not run" and why).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -45,9 +47,12 @@ from sitecopy import (  # noqa: E402
     waive_baseline,
 )
 
+from _preflight import URI, vm_blocker  # noqa: E402
+from _summary import NotRun, Report  # noqa: E402
+
 SITE = "bench-audit"
+METRIC = "audit parallel efficiency mean(t(1 host))/t(N hosts)"
 TARGET = 0.7
-URI = "qemu:///system"
 
 
 def tenant(i: int, n: int) -> tuple[str, dict[str, Any]]:
@@ -94,7 +99,7 @@ def audit(copy: SiteCopy, out: Path, *args: str) -> tuple[float, dict[str, Any]]
     return seconds, doc
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=2, help="hosts (tenants) audited in parallel")
     parser.add_argument("--keep", action="store_true", help="do not destroy the site at the end")
@@ -106,10 +111,17 @@ def main() -> int:
     parser.add_argument(
         "--lynis", action="store_true", help="also time one Lynis run (10-30 min under TCG)"
     )
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench_audit: needs root (libvirt, network namespaces)", file=sys.stderr)
-        return 2
+    args = parser.parse_args(argv)
+    report = Report("bench_audit")
+    report.expect(METRIC, ">=", TARGET)
+    return report.finish(lambda: run(args, report))
+
+
+def run(args: argparse.Namespace, report: Report) -> None:
+    """Bring-up, warm-up, the single-host audits and the N-host audit; the ratio to ``report``."""
+    blocker = vm_blocker()
+    if blocker is not None:
+        raise NotRun(blocker)
     names = [tenant(i, args.hosts) for i in range(1, args.hosts + 1)]
     work = Path(tempfile.mkdtemp(prefix="tenancy-bench-audit-"))
     copy = make_site_copy(REPO, work / "project", SITE, dict(names))
@@ -120,7 +132,7 @@ def main() -> int:
         waive_baseline(copy, [n for n, _ in names])
     subprocess.run(["bash", str(REPO / "tools" / "standins.sh"), "up"], check=False)
     rows: list[tuple[str, float, str]] = []
-    code = 0
+    efficiency: float | None = None
     try:
         start = time.monotonic()
         up = copy.tenancy("up", "--site", SITE, timeout=1800)
@@ -169,15 +181,11 @@ def main() -> int:
             shutil.rmtree(work, ignore_errors=True)
         else:
             print(f"kept {copy.root}; destroy with: {copy.keep_for_later()}")
-    print(f"\n{'step':<34} {'seconds':>9}  result")
-    for name, seconds, note in rows:
-        print(f"{name:<34} {seconds:9.1f}  {note}")
-    verdict = "ok" if efficiency >= TARGET else "BELOW TARGET"
-    print(
-        f"\nparallel efficiency = mean(1-host audit) / {args.hosts}-host audit = "
-        f"{efficiency:.2f} (target >= {TARGET}): {verdict}"
-    )
-    return code
+        print(f"\n{'step':<34} {'seconds':>9}  result")
+        for name, seconds, note in rows:
+            print(f"{name:<34} {seconds:9.1f}  {note}")
+    if efficiency is not None:
+        report.ratio(METRIC, efficiency, f"N={args.hosts}, the same hosts alone and together")
 
 
 def _counts(doc: dict[str, Any]) -> str:

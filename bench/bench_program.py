@@ -1,28 +1,38 @@
-"""Benchmark: the Pulumi program under mocks, and a real ``pulumi preview``, per resource.
+"""Benchmark: the Pulumi program under mocks; ``tenancy preview`` against ``pulumi preview``.
 
 Prints, in one run:
 
 * **mocks**: for 10, 100 and 500 generated tenants (the generator of
   ``bench_validate_plan``: about 6 machines per tenant, keyword, CIDR and two-sided
   cross-tenant flows), the time to plan and to build every resource under
-  ``pulumi.runtime.set_mocks`` (fake image files, no engine, no libvirt), the time per
-  registered resource and the growth ratio from the middle to the largest size;
-* **preview**: for 20 and 100 generated tenants, a real ``pulumi preview`` (the real CLI,
-  tenancy's Python language host, the dynamic providers' ``check`` running) in a
-  temporary copy of the project with its own state backend, passphrase and site name,
-  against the local hypervisor (``qemu:///system``; a preview creates nothing, no VM
-  starts). Seconds per resource, and the ratio against a published anchor: a Pulumi
-  preview of about 1,300 resources took about 4 minutes (~0.18 s per resource). Each
-  size runs twice: as is, and with ``PULUMI_SKIP_CHECKPOINTS=true`` (see
-  :func:`bench_preview` for why that matters even though a preview saves nothing).
+  ``pulumi.runtime.set_mocks`` (fake image files, no engine, no libvirt) and the time
+  per registered resource, with the cyclic garbage collector running (as the program
+  runs) and paused (for information: what the collector costs). The ratio is against
+  the same program at the next smaller size: cost per resource from the second
+  largest to the largest size, target <= 1.2 (the program stays close to linear).
+* **preview**: for 20 and 100 generated tenants, one temporary project and stack per
+  size (its own file backend and passphrase, hosts on the local hypervisor
+  ``qemu:///system``; a preview creates nothing and starts no VM). On that same stack
+  and the same resources, in the same run:
 
-The mocks table also times each size with the cyclic garbage collector paused: with
-thousands of live Outputs and futures, collections are a large, growing share of the
-program's time (the same holds inside the language host during a real preview).
+  - baseline: plain ``pulumi preview --stack <site>`` in the project, with the
+    engine's default settings: what a user gets without Tenancy's tuning;
+  - ours: ``tenancy --root <project> preview --site <site>``, which plans and checks
+    the inputs, prepares the stack's config copy and runs the same ``pulumi preview``
+    with ``PULUMI_SKIP_CHECKPOINTS=true`` (see :func:`bench_preview` for why).
+
+  Both get ``--non-interactive --json --suppress-outputs`` and must report the same
+  number of resources to create. The ratio is ``tenancy preview`` time / plain
+  ``pulumi preview`` time, target <= 1 at every size (the tuned path, its planning
+  included, is never slower than the plain one). An untimed preview of a one-tenant
+  project first warms the caches both sides share (binaries, imports, libvirt).
+  Without a built guest image (``make image``) the previews use a tiny qcow2 made with
+  ``qemu-img``: a preview only reads its header and checksum.
 
 Run: ``python bench/bench_program.py [--sizes 10,100,500] [--preview-sizes 20,100]``
-(``--preview-sizes ''`` skips the real previews). Exit status is 0 unless something
-crashed or a generated project failed to plan or preview.
+(``--preview-sizes ''`` skips the real previews, which then say "not run"). Exit
+status: 0 when every measured ratio meets its target, 1 when one misses, 2 when the
+benchmark could not run.
 """
 
 from __future__ import annotations
@@ -46,20 +56,33 @@ import yaml
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from bench_validate_plan import generate
+from _preflight import URI, engine_blocker, libvirt_blocker
+from _summary import Report
+from bench_validate_plan import generate, positive, sizes_arg
 from tenancy.infra import program as tenancy_program
 from tenancy.infra.hypervisor import BaseImage
-from tenancy.infra.program_config import ProgramInputs
+from tenancy.infra.program_config import ProgramInputs, cache_dir
 from tenancy.plan.planner import plan_paths
 from tenancy.spec.loader import load_site, site_file
 
 REPO = Path(__file__).resolve().parents[1]
 SITE = "bench"  # the generator's site name; previews rename it per run
-ANCHOR_RESOURCES = 1300
-ANCHOR_SECONDS = 240.0
-ANCHOR = ANCHOR_SECONDS / ANCHOR_RESOURCES  # ~0.18 s per resource
 BENCH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchKeyForPreviewsOnly0000000000000000 bench"
-GROWTH_TARGET = 1.2  # cost per resource may grow at most 1.2x from N=100 to N=500
+GROWTH_TARGET = 1.2  # cost per resource may grow at most 1.2x between the two largest sizes
+PREVIEW_TARGET = 1.0  # tenancy preview / plain pulumi preview, at every size
+PREVIEW_ARGS = ["--non-interactive", "--json", "--suppress-outputs"]
+# what `tenancy preview` sets (src/tenancy/cli_ops.py): removed from the baseline's env
+TENANCY_TUNING = ("PULUMI_SKIP_CHECKPOINTS", "TENANCY_APPROVE")
+
+
+def growth_metric(sizes: list[int]) -> str:
+    if len(sizes) < 2:
+        return "mocks: cost/resource growth"
+    return f"mocks: cost/resource growth N={sizes[-2]}->{sizes[-1]}"
+
+
+def preview_metric(n: int) -> str:
+    return f"preview N={n}: tenancy / plain pulumi"
 
 
 # --- mocks --------------------------------------------------------------------------------
@@ -138,19 +161,25 @@ def build_under_mocks(inputs: ProgramInputs, collect: bool = True) -> tuple[floa
     gc.collect()
     cwd = Path.cwd()
     os.chdir(inputs.root)  # like `pulumi preview` in the project: components may look there
+
+    def program() -> None:
+        tenancy_program.build(inputs)
+
     if not collect:
         gc.disable()
     try:
         start = time.perf_counter()
-        _sync_await(run_pulumi_func(lambda: tenancy_program.build(inputs) and None))
+        _sync_await(run_pulumi_func(program))
         return time.perf_counter() - start, mocks.count
     finally:
         gc.enable()
         os.chdir(cwd)
 
 
-def bench_mocks(sizes: list[int], workdir: Path, runs: int) -> None:
+def bench_mocks(sizes: list[int], workdir: Path, runs: int, report: Report) -> None:
     print("== program under mocks (set_mocks; fake image; no engine) ==")
+    print("  plan s   plan_paths + site load; build s: register every resource, GC running")
+    print("  no-gc s  the same build with the cyclic GC paused (for information)")
     print(
         f"{'tenants':>8} {'machines':>9} {'resources':>10} {'plan s':>7} {'build s':>8} "
         f"{'ms/res':>7} {'no-gc s':>8} {'ms/res':>7}"
@@ -170,28 +199,44 @@ def bench_mocks(sizes: list[int], workdir: Path, runs: int) -> None:
             f"{1000 * best / count:>7.2f} {quiet:>8.2f} {1000 * quiet / count:>7.2f}"
         )
         sys.stdout.flush()
-    if len(sizes) >= 2:
-        small, big = sizes[-2], sizes[-1]
-        for mode, values in per.items():
-            ratio = values[big] / values[small]
-            verdict = "ok" if ratio <= GROWTH_TARGET else f"SUPERLINEAR, target {GROWTH_TARGET}x"
-            print(
-                f"growth per resource N={small}->{big} ({mode}): {ratio:.2f}x ({verdict}); "
-                f"total {ratio * big / small:.1f}x for {big / small:g}x the tenants"
-            )
-    last = sizes[-1]
-    print(
-        f"ratio to the anchor ({ANCHOR:.3f} s/resource) at N={last}: "
-        f"{per['gc'][last] / ANCHOR:.4f} (no-gc {per['no-gc'][last] / ANCHOR:.4f})"
+    metric = growth_metric(sizes)
+    if len(sizes) < 2:
+        report.not_run(metric, "needs two --sizes")
+        return
+    small, big = sizes[-2], sizes[-1]
+    quiet_growth = per["no-gc"][big] / per["no-gc"][small]
+    report.ratio(
+        metric,
+        per["gc"][big] / per["gc"][small],
+        f"{big / small:g}x the tenants; GC paused: {quiet_growth:.2f}x",
     )
 
 
 # --- real preview -------------------------------------------------------------------------
 
 
-def preview_project(n: int, workdir: Path, site: str) -> Path:
-    """A temp project: generated tenants on ``site``, hosts on the local hypervisor."""
-    root = workdir / f"preview-{n}"
+def base_image_source(workdir: Path) -> str:
+    """``builtin:debian-12`` when the guest image is built, else a tiny qcow2 of our own."""
+    if (cache_dir() / "images" / "current" / "build-info.json").is_file():
+        return "builtin:debian-12"
+    directory = workdir / "fake-image"
+    disk = directory / "disk.qcow2"
+    if not disk.exists():
+        qemu_img = shutil.which("qemu-img")
+        if qemu_img is None:
+            raise RuntimeError("no guest image (make image) and no qemu-img to make a stand-in")
+        directory.mkdir(parents=True)
+        subprocess.run(
+            [qemu_img, "create", "-q", "-f", "qcow2", str(disk), "1G"], check=True, timeout=60
+        )
+        for part in ("vmlinuz", "initrd.img"):
+            (directory / part).write_bytes(b"stand-in for a preview: " + part.encode())
+    return str(disk)
+
+
+def preview_project(n: int, workdir: Path, site: str, label: str) -> Path:
+    """A temp project: ``n`` generated tenants on ``site``, hosts on the local hypervisor."""
+    root = workdir / label
     generate(root, n)
     stack_file = root / "stacks" / f"Pulumi.{SITE}.yaml"
     doc = yaml.safe_load(stack_file.read_text(encoding="utf-8"))
@@ -199,8 +244,9 @@ def preview_project(n: int, workdir: Path, site: str) -> Path:
     cfg["name"] = site
     cfg["domainType"] = "qemu"
     cfg["ops"] = {"user": "ops", "sshKeys": [BENCH_KEY]}
+    cfg["images"]["debian-12"]["source"] = base_image_source(workdir)
     for host in cfg["hosts"]:
-        host["uri"] = "qemu:///system"  # previews only: nothing is created
+        host["uri"] = URI  # previews only: nothing is created
         for pool in host["pools"]:
             pool["path"] = f"/var/lib/tenancy/{site}/{host['name']}/{pool['name']}"
     stack_file.unlink()
@@ -217,7 +263,8 @@ def preview_project(n: int, workdir: Path, site: str) -> Path:
 
 
 def pulumi_env(state: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    """The environment of both sides: our own backend, none of Tenancy's tuning."""
+    env = {k: v for k, v in os.environ.items() if k not in TENANCY_TUNING}
     env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
     env.update(
         PULUMI_BACKEND_URL=f"file://{state}",
@@ -239,94 +286,141 @@ def run(
     return proc
 
 
-def preview_once(
-    pulumi_bin: str, root: Path, site: str, env: dict[str, str], what: str
-) -> tuple[float, int]:
-    """(seconds, resources to create) of one ``pulumi preview``."""
+def timed_preview(cmd: list[str], root: Path, env: dict[str, str], what: str) -> tuple[float, int]:
+    """(seconds, resources to create) of one preview whose stdout is pulumi's JSON."""
     start = time.perf_counter()
-    proc = run(
-        [
-            pulumi_bin,
-            "preview",
-            "--stack",
-            site,
-            "--non-interactive",
-            "--json",
-            "--suppress-outputs",
-        ],
-        root,
-        env,
-        what,
-    )
+    proc = run(cmd, root, env, what)
     seconds = time.perf_counter() - start
-    steps = json.loads(proc.stdout).get("steps", [])
+    steps = preview_json(proc.stdout, what).get("steps", [])
     return seconds, sum(1 for s in steps if s.get("op") == "create")
 
 
-def bench_preview(sizes: list[int], workdir: Path) -> None:
-    """Each size twice: as is, and with PULUMI_SKIP_CHECKPOINTS=true.
+def preview_json(stdout: str, what: str) -> dict[str, Any]:
+    """Pulumi's ``--json`` document, even with lines a wrapper printed around it."""
+    match = re.search(r"(?m)^\{", stdout)
+    if match is not None:
+        try:
+            doc, _ = json.JSONDecoder().raw_decode(stdout, match.start())
+        except json.JSONDecodeError:
+            pass
+        else:
+            if isinstance(doc, dict):
+                return doc
+    raise SystemExit(f"bench: {what}: no JSON document in its output:\n{stdout[-2000:]}")
 
-    Profiled (``pulumi preview --profiling``): in 3.274 the DIY backend's snapshot
-    manager serializes and integrity-checks the whole in-memory snapshot after every
-    step even in a preview (whose persister discards it), which is quadratic in the
-    number of resources; PULUMI_SKIP_CHECKPOINTS makes it do that once, at the end.
-    """
-    pulumi_bin = shutil.which("pulumi")
-    if pulumi_bin is None:
-        print("== real preview: skipped (pulumi not on PATH: source tools/env.sh) ==")
-        return
-    print("== real `pulumi preview` (CLI + tenancy language host + dynamic providers' check) ==")
-    print(
-        f"{'tenants':>8} {'machines':>9} {'resources':>10} {'seconds':>8} {'s/resource':>11} "
-        f"{'vs anchor':>10} {'skip-ckpt s':>12} {'s/resource':>11} {'vs anchor':>10}"
-    )
-    for n in sizes:
-        site = f"bench-pv{n}-{os.getpid()}"
-        root = preview_project(n, workdir, site)
-        state = workdir / f"state-{n}" / "pulumi"
+
+class PreviewStack:
+    """One generated project and its stack, previewed both ways."""
+
+    def __init__(
+        self, pulumi_bin: str, tenancy_bin: str, n: int, workdir: Path, label: str
+    ) -> None:
+        self.pulumi, self.tenancy, self.n = pulumi_bin, tenancy_bin, n
+        self.site = f"bench-{label}-{os.getpid()}"
+        self.root = preview_project(n, workdir, self.site, label)
+        state = workdir / f"state-{label}" / "pulumi"
         state.mkdir(parents=True)
-        env = pulumi_env(state)
-        run([pulumi_bin, "stack", "init", site, "--non-interactive"], root, env, "stack init")
-        machines = len(plan_paths(root, None, sites=[site]).plans[site].machines())
-        seconds, count = preview_once(pulumi_bin, root, site, env, f"preview of {n} tenants")
-        fast, _ = preview_once(
-            pulumi_bin, root, site, {**env, "PULUMI_SKIP_CHECKPOINTS": "true"}, "preview (skip)"
+        self.env = pulumi_env(state)
+        run(
+            [pulumi_bin, "stack", "init", self.site, "--non-interactive"],
+            self.root,
+            self.env,
+            "init",
         )
-        per, per_fast = seconds / max(count, 1), fast / max(count, 1)
+        plan = plan_paths(self.root, None, sites=[self.site]).plans[self.site]
+        self.machines = len(plan.machines())
+
+    def plain(self) -> tuple[float, int]:
+        """Baseline: plain ``pulumi preview``, the engine's defaults."""
+        cmd = [self.pulumi, "preview", "--stack", self.site, *PREVIEW_ARGS]
+        return timed_preview(cmd, self.root, self.env, f"pulumi preview of {self.n} tenants")
+
+    def ours(self) -> tuple[float, int]:
+        """``tenancy preview``: plan + checks, then pulumi preview with Tenancy's settings."""
+        cmd = [self.tenancy, "--root", str(self.root), "preview", "--site", self.site, "--"]
+        cmd += PREVIEW_ARGS
+        return timed_preview(cmd, self.root, self.env, f"tenancy preview of {self.n} tenants")
+
+
+def bench_preview(sizes: list[int], workdir: Path, report: Report) -> None:
+    """Each size: plain ``pulumi preview``, then ``tenancy preview``, same stack.
+
+    Why PULUMI_SKIP_CHECKPOINTS matters even though a preview saves nothing: profiled
+    (``pulumi preview --profiling``), in 3.274 the DIY backend's snapshot manager
+    serializes and integrity-checks the whole in-memory snapshot after every step even
+    in a preview (whose persister discards it), which is quadratic in the number of
+    resources; PULUMI_SKIP_CHECKPOINTS makes it do that once, at the end.
+    """
+    blocker = engine_blocker() or libvirt_blocker(URI)
+    if blocker is not None:
+        for n in sizes:
+            report.not_run(preview_metric(n), blocker)
+        return
+    pulumi_bin = shutil.which("pulumi")
+    tenancy_bin = str(Path(sys.executable).parent / "tenancy")
+    if pulumi_bin is None or not Path(tenancy_bin).exists():
+        raise SystemExit(f"bench: pulumi or {tenancy_bin} missing")
+    warm = PreviewStack(pulumi_bin, tenancy_bin, 1, workdir, "warm")
+    warm.ours()  # untimed: first start of the binaries, imports and libvirt connection
+    print("\n== real previews, same stack and resources per size (one run each) ==")
+    print("  plain    `pulumi preview --stack <site>`, engine defaults (the baseline)")
+    print("  tenancy  `tenancy preview --site <site>`: plan + checks + tuned pulumi preview")
+    print(
+        f"{'tenants':>8} {'machines':>9} {'resources':>10} {'plain s':>8} {'s/res':>7} "
+        f"{'tenancy s':>10} {'s/res':>7} {'tenancy/plain':>14}"
+    )
+    results: list[tuple[int, float]] = []
+    for n in sizes:
+        stack = PreviewStack(pulumi_bin, tenancy_bin, n, workdir, f"pv{n}")
+        plain, count = stack.plain()
+        ours, count_ours = stack.ours()
+        if count != count_ours or count == 0:
+            raise SystemExit(
+                f"bench: previews of {n} tenants disagree: plain {count}, tenancy {count_ours}"
+            )
         print(
-            f"{n:>8} {machines:>9} {count:>10} {seconds:>8.1f} {per:>11.4f} "
-            f"{per / ANCHOR:>9.3f}x {fast:>12.1f} {per_fast:>11.4f} {per_fast / ANCHOR:>9.3f}x"
+            f"{n:>8} {stack.machines:>9} {count:>10} {plain:>8.1f} {plain / count:>7.3f} "
+            f"{ours:>10.1f} {ours / count:>7.3f} {ours / plain:>13.2f}x"
         )
         sys.stdout.flush()
-    print(
-        f"anchor: ~{ANCHOR_RESOURCES} resources in ~{ANCHOR_SECONDS / 60:g} min = "
-        f"{ANCHOR:.3f} s/resource (below 1x: faster than the anchor)"
-    )
-
-
-def sizes_arg(text: str) -> list[int]:
-    return [int(x) for x in text.split(",") if x.strip()]
+        results.append((n, ours / plain))
+    print()
+    for n, ratio in results:
+        report.ratio(preview_metric(n), ratio)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=sizes_arg, default=[10, 100, 500])
     parser.add_argument("--preview-sizes", type=sizes_arg, default=[20, 100])
-    parser.add_argument("--runs", type=int, default=1, help="best of RUNS for the mocks")
+    parser.add_argument("--runs", type=positive, default=1, help="best of RUNS for the mocks")
     parser.add_argument("--keep", action="store_true", help="keep the temporary projects")
     args = parser.parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="tenancy-bench-program-"))
-    try:
-        if args.sizes:
-            bench_mocks(args.sizes, workdir, args.runs)
-        if args.preview_sizes:
-            bench_preview(args.preview_sizes, workdir)
-    finally:
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    report = Report("bench_program")
+    report.expect(growth_metric(args.sizes), "<=", GROWTH_TARGET)
+    for n in args.preview_sizes or [20, 100]:
+        report.expect(preview_metric(n), "<=", PREVIEW_TARGET)
+
+    def body() -> None:
+        workdir = Path(tempfile.mkdtemp(prefix="tenancy-bench-program-"))
+        try:
+            if args.sizes:
+                bench_mocks(args.sizes, workdir, args.runs, report)
+            else:
+                report.not_run(growth_metric(args.sizes), "skipped: --sizes ''")
+            if args.preview_sizes:
+                bench_preview(args.preview_sizes, workdir, report)
+            else:
+                for metric in report.pending():
+                    if metric.startswith("preview"):
+                        report.not_run(metric, "skipped: --preview-sizes ''")
+        finally:
+            if args.keep:
+                print(f"kept {workdir}")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+    return report.finish(body)
 
 
 if __name__ == "__main__":

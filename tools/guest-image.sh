@@ -20,6 +20,9 @@
 set -euo pipefail
 # shellcheck source=tools/env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+# shellcheck source=tools/packages.sh
+. "$(dirname "${BASH_SOURCE[0]}")/packages.sh"
+PKG_LOG_PREFIX=guest-image
 
 SUITE=bookworm
 MIRROR="${TENANCY_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
@@ -88,20 +91,6 @@ publish() {
   fi
 }
 
-ensure_packages() {
-  local installed missing=() p
-  installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null | awk '$2 == "installed" {print $1}' || true)
-  for p in "$@"; do grep -qxF "$p" <<<"$installed" || missing+=("$p"); done
-  if [ ${#missing[@]} -eq 0 ]; then
-    log "host packages: all ${#} installed"
-    return
-  fi
-  log "host packages: installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || log "apt-get update reported errors (continuing)"
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
 packages_csv() {
   sed 's/#.*//; s/[[:space:]]//g; /^$/d' "$RECIPE_DIR/packages" | paste -sd, -
 }
@@ -126,7 +115,7 @@ step() { # prints the previous step's duration with a message
   step_t=$now
 }
 
-ensure_packages "${HOST_PACKAGES[@]}"
+ensure_packages "image build" "${HOST_PACKAGES[@]}"
 
 mkdir -p "$IMAGES"
 chmod 0755 "$IMAGES"

@@ -18,6 +18,9 @@
 set -euo pipefail
 # shellcheck source=tools/env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+# shellcheck source=tools/packages.sh
+. "$(dirname "${BASH_SOURCE[0]}")/packages.sh"
+PKG_LOG_PREFIX=hypervisor
 
 URI=qemu:///system
 STATE_DIR="$TENANCY_STATE/hypervisor"
@@ -29,7 +32,7 @@ PACKAGES=(
   libvirt-daemon-config-network libvirt-daemon-config-nwfilter
   qemu-system-x86 qemu-utils dnsmasq-base debootstrap genisoimage
   iptables nftables ebtables bridge-utils iproute2 iputils-ping
-  openssh-client libvirt-dev pkg-config gcc conntrack
+  openssh-client conntrack chrony
 )
 
 log() { printf 'hypervisor: %s\n' "$*"; }
@@ -39,38 +42,48 @@ die() { printf 'hypervisor: ERROR: %s\n' "$*" >&2; exit 1; }
 
 systemd_is_init() { [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; }
 
-# --- packages ---------------------------------------------------------------
+# --- host prerequisites ----------------------------------------------------------
 
-# Installs the packages that are not installed yet; prints one line either way.
-# Without systemd, a temporary policy-rc.d keeps postinst scripts from
-# starting daemons (libvirtd would autostart the NAT default network).
-ensure_packages() {
-  local what=$1; shift
-  local installed missing=() p
-  installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null | awk '$2 == "installed" {print $1}' || true)
-  for p in "$@"; do
-    grep -qxF "$p" <<<"$installed" || missing+=("$p")
+# Directories, device nodes and kernel modules libvirt relies on but that only
+# systemd, udev or a first start of the stock `default` network would create:
+# on a machine where none of those ran, `tenancy up` would fail deep inside
+# libvirt (for example "Failed to create file '/var/lib/libvirt/dnsmasq/...'").
+STATE_DIRS=(
+  "/var/lib/libvirt/dnsmasq root:root 0755"
+  "/var/lib/libvirt/images root:root 0711"
+  "/var/log/libvirt/qemu root:root 0750"
+  "/var/cache/libvirt/qemu root:root 0750"
+  "/run/libvirt root:root 0755"
+)
+KERNEL_MODULES=(tun bridge br_netfilter nf_tables)
+
+ensure_host_prerequisites() {
+  local entry dir owner mode made=()
+  for entry in "${STATE_DIRS[@]}"; do
+    read -r dir owner mode <<<"$entry"
+    if [ ! -d "$dir" ]; then
+      install -d -o "${owner%:*}" -g "${owner#*:}" -m "$mode" "$dir"
+      made+=("$dir")
+    fi
   done
-  if [ ${#missing[@]} -eq 0 ]; then
-    log "packages ($what): all ${#} installed"
-    return 0
+  if [ ${#made[@]} -gt 0 ]; then log "state dirs: created ${made[*]}"; else log "state dirs: present"; fi
+  if [ ! -c /dev/net/tun ]; then
+    mkdir -p /dev/net
+    mknod -m 0666 /dev/net/tun c 10 200
+    log "device /dev/net/tun: created (QEMU's tap interfaces need it)"
   fi
-  log "packages ($what): installing ${missing[*]}"
-  local policy=/usr/sbin/policy-rc.d added_policy=0
-  if ! systemd_is_init && [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\n# temporary, tools/hypervisor.sh\nexit 101\n' >"$policy"
-    chmod 0755 "$policy"
-    added_policy=1
-    trap 'rm -f /usr/sbin/policy-rc.d' EXIT   # also when apt-get is interrupted
+  # Modules may be built in (nothing to load) or absent; what matters is that
+  # the features work: `tenancy doctor` checks /dev/net/tun, nftables and bridges.
+  local m loaded=() absent=()
+  for m in "${KERNEL_MODULES[@]}"; do
+    if [ -d "/sys/module/$m" ]; then continue; fi
+    if modprobe "$m" 2>/dev/null; then loaded+=("$m"); else absent+=("$m"); fi
+  done
+  if [ ${#loaded[@]} -eq 0 ] && [ ${#absent[@]} -eq 0 ]; then
+    log "kernel modules: ${KERNEL_MODULES[*]} present"
+  else
+    log "kernel modules: loaded [${loaded[*]}], not loadable (built in or absent) [${absent[*]}]"
   fi
-  local rc=0
-  {
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq || log "apt-get update reported errors (continuing)"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  } || rc=$?
-  if [ "$added_policy" -eq 1 ]; then rm -f "$policy"; trap - EXIT; fi
-  [ "$rc" -eq 0 ] || die "apt-get install failed ($rc)"
 }
 
 # --- guard --------------------------------------------------------------------
@@ -310,6 +323,61 @@ stop_libvirt_objects() {
   log "networks: destroyed $count active (definitions kept)"
 }
 
+# --- time service for the guests ---------------------------------------------------
+
+# A site that names no ntpServers (the local site) gives its guests the segment
+# gateway, i.e. this host, as their time source (BASE-TIME-01/02; the host
+# nftables table opens udp/123 from the segments for it). Without systemd a
+# dedicated chronyd serves the local clock (`local stratum 10`) and never steers
+# this host's clock (-x) nor asks any upstream server: no traffic leaves the
+# machine. With systemd the distribution's chrony gets the same two lines.
+CHRONY_CONF="$STATE_DIR/chrony-guests.conf"
+CHRONY_PID=/run/tenancy-chronyd.pid
+CHRONY_LINES=(
+  "# tools/hypervisor.sh: time for the guests of this hypervisor (no upstream servers)"
+  "local stratum 10"
+  "allow 10.0.0.0/8"
+  "allow 172.16.0.0/12"
+  "allow 192.168.0.0/16"
+)
+
+start_time_service() {
+  if systemd_is_init; then
+    local dropin=/etc/chrony/conf.d/tenancy-guests.conf
+    if ! cmp -s <(printf '%s\n' "${CHRONY_LINES[@]}") "$dropin" 2>/dev/null; then
+      printf '%s\n' "${CHRONY_LINES[@]}" >"$dropin"
+      systemctl restart chrony.service
+    fi
+    log "time service: chrony (systemd) serves the guests"
+    return
+  fi
+  mkdir -p "$STATE_DIR"
+  local want pid
+  want=$(printf '%s\n' "${CHRONY_LINES[@]}" "cmdport 0" "pidfile $CHRONY_PID")
+  if [ "$(cat "$CHRONY_CONF" 2>/dev/null)" != "$want" ]; then
+    printf '%s\n' "$want" >"$CHRONY_CONF"
+    stop_time_service quiet
+  fi
+  if pid=$(tr -dc '0-9' <"$CHRONY_PID" 2>/dev/null) && [ -n "$pid" ] &&
+     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = chronyd ]; then
+    log "time service: chronyd for the guests running (pid $pid)"
+    return
+  fi
+  chronyd -x -f "$CHRONY_CONF" </dev/null >/dev/null 2>&1 || die "chronyd did not start (config $CHRONY_CONF)"
+  local i
+  for i in $(seq 50); do pid=$(tr -dc '0-9' <"$CHRONY_PID" 2>/dev/null) && [ -n "$pid" ] && break; sleep 0.1; done
+  log "time service: chronyd for the guests started (pid ${pid:-?}; serves the local clock on udp/123)"
+}
+
+stop_time_service() {
+  local pid
+  if pid=$(tr -dc '0-9' <"$CHRONY_PID" 2>/dev/null) && [ -n "$pid" ] &&
+     [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = chronyd ]; then
+    kill -TERM "$pid"
+    [ "${1:-}" = quiet ] || log "time service: chronyd for the guests stopped (pid $pid)"
+  fi
+}
+
 # --- commands ---------------------------------------------------------------------
 
 cmd_up() {
@@ -318,6 +386,8 @@ cmd_up() {
   ensure_packages guard nftables iproute2
   load_guard
   ensure_packages libvirt "${PACKAGES[@]}"
+  ensure_host_prerequisites
+  start_time_service
   # 2. forwarding values before libvirt touches them
   save_sysctls
   # 3. daemons
@@ -347,6 +417,7 @@ cmd_down() {
   else
     local i
     for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do stop_daemon "${DAEMONS[i]}"; done
+    stop_time_service
   fi
   restore_sysctls
   if [ "$remove" -eq 1 ]; then

@@ -267,7 +267,7 @@ _EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentPars
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tenancy import cli_audit, cli_ops, cli_policy  # register engine/host verbs  # noqa: F401
+    from tenancy import cli_audit, cli_doctor, cli_ops, cli_policy  # register engine/host verbs  # noqa: F401
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -23,6 +23,12 @@ exit codes:
      or the plan, the catalogue or the waivers are invalid
   2  usage error, or the compliance suite could not run
 
+A control passes only when all its items ran and passed; one item not tested
+(e.g. a firewall probe that could not run) makes it not-tested, which fails
+the audit. What narrows the audit (--tenant, --host, --no-probes, --standins
+none, --no-lynis, --today, extra pytest arguments) is listed in the report's
+banner, in results.json "reductions" and in the last line printed.
+
 The evidence bundle (default $TENANCY_STATE/audits/<UTC timestamp>/) holds
 report.html, results.json, records.json, junit.xml, pytest.log, inventory.yml,
 lynis/ and SHA256SUMS over every file (check it with `sha256sum -c SHA256SUMS`).
@@ -74,8 +80,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "audit",
         help=text,
-        description=text + ": a pass/fail/waived/not-applicable result per control and host, "
-        "with the commands run and their output, an HTML report and a Lynis cross-check.",
+        description=text + ": a pass/fail/waived/not-applicable/not-tested result per control "
+        "and host, with the commands run and their output, an HTML report and a Lynis "
+        "cross-check.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -108,7 +115,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--no-probes",
         action="store_true",
-        help="skip the firewall reachability probes (stand-ins, other tenants' VMs)",
+        help="skip the firewall reachability probes (stand-ins, other tenants' VMs); "
+        "the report records the reduced scope",
     )
     p.add_argument(
         "--standins",

@@ -5,12 +5,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from tenancy import cli
-from tenancy.engine import EngineError, run_pulumi
+from tenancy.engine import EngineError, run_pulumi, state_dir
 from tenancy.plan.ledger import ledger_path, write_ledger
 from tenancy.plan.planner import plan_paths
+from tenancy.policy.progress import RunWatcher
+from tenancy.policy.runner import runs_dir
 
 
 def _engine(args: argparse.Namespace) -> int:
@@ -31,6 +35,9 @@ def _engine(args: argparse.Namespace) -> int:
     if args.verb in ("up", "destroy", "refresh"):
         extra.append("--yes")
     if args.verb in ("up", "refresh"):
+        # the stack outputs hold the whole inventory: `pulumi stack output` shows them
+        extra.append("--suppress-outputs")
+    if args.verb in ("up", "refresh"):
         # the preview would do the whole job once more: for a refresh it reads every
         # resource twice (a PolicyRun's read is a check-mode Ansible run)
         extra.append("--skip-preview")
@@ -40,13 +47,29 @@ def _engine(args: argparse.Namespace) -> int:
         os.environ.setdefault("PULUMI_SKIP_CHECKPOINTS", "true")
     if args.verb == "preview" and args.diff:
         extra.append("--diff")
+    if args.verb == "up" and args.refresh:
+        # read everything back first (a PolicyRun's read is a check-mode run that
+        # records drift), so this one command also repairs what changed by hand
+        extra.append("--refresh")
     if args.expect_no_changes:
         extra.append("--expect-no-changes")
+    watchers: list[RunWatcher] = []
+
+    def watch(show: Callable[[str], None]) -> AbstractContextManager[object]:
+        watcher = RunWatcher(runs_dir(state_dir(root)), show)
+        watchers.append(watcher)
+        return watcher.running()
+
     try:
-        return run_pulumi(root, args.site, args.verb, [*extra, *args.pulumi_args])
+        code = run_pulumi(root, args.site, args.verb, [*extra, *args.pulumi_args], watch=watch)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return cli.EXIT_USAGE
+    summary = [line for w in watchers for line in w.summary_lines()]
+    if summary:
+        print("hardening runs (per host):")
+        print("\n".join(f"  {line}" for line in summary))
+    return code
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,6 +99,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         )
         if verb == "preview":
             p.add_argument("--diff", action="store_true", help="show property-level diffs")
+        if verb == "up":
+            p.add_argument(
+                "--refresh",
+                action="store_true",
+                help="read the real state first (hardening drift included) and repair it",
+            )
         p.add_argument("pulumi_args", nargs="*", help="extra pulumi arguments after --")
         p.set_defaults(func=_engine, verb=verb)
 

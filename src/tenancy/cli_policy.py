@@ -17,6 +17,7 @@ from tenancy import cli
 from tenancy.engine import state_dir
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.catalogue import CatalogueError
+from tenancy.policy.progress import RunWatcher
 from tenancy.policy.runner import (
     RunRequest,
     RunResult,
@@ -25,6 +26,7 @@ from tenancy.policy.runner import (
     new_run_id,
     private_key_for,
     run_policy,
+    runs_dir,
     wait_for_ssh,
 )
 from tenancy.policy.variables import (
@@ -104,6 +106,7 @@ def _harden(args: argparse.Namespace) -> int:
     kind = "check" if args.check else "harden"
     request = RunRequest(
         run_id=new_run_id(kind, args.site, tenant_label),
+        label=f"{kind} {tenant_label or args.site}",
         project=root,
         inventory=inv,
         state_dir=state_dir(root),
@@ -122,13 +125,24 @@ def _harden(args: argparse.Namespace) -> int:
         f"{kind} site {args.site}: {len(hosts)} host(s), run {request.run_id}",
         file=sys.stderr,
     )
-    run = run_policy(request, stream=None if args.quiet else sys.stderr)
+    if args.verbose:
+        run = run_policy(request, stream=sys.stderr)
+    elif args.quiet:
+        run = run_policy(request)
+    else:
+        watcher = RunWatcher(runs_dir(request.state_dir), _stderr_line)
+        with watcher.running():
+            run = run_policy(request)
     code = exit_code(run)
     if args.format == "json":
         print(json.dumps({**run.to_dict(), "exit_code": code}, indent=2, ensure_ascii=False))
     else:
         print("\n".join(report_lines(run, root)))
     return code
+
+
+def _stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def exit_code(run: RunResult) -> int:
@@ -212,7 +226,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--format", choices=["text", "json"], default="text", help="result format")
     p.add_argument(
-        "-q", "--quiet", action="store_true", help="do not stream ansible's output to stderr"
+        "-q", "--quiet", action="store_true", help="no progress lines on stderr, only the result"
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="stream ansible's own output to stderr instead of the per-host progress lines",
     )
     p.set_defaults(func=_harden)
 

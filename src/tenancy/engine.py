@@ -14,8 +14,14 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+import sys
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import TextIO
+
+from tenancy.engine_output import TracebackFolder
 
 SALT_RE = re.compile(r"^encryptionsalt:.*$", re.MULTILINE)
 
@@ -85,8 +91,67 @@ def prepare_stack(root: Path, site: str) -> Path:
     return copy
 
 
-def run_pulumi(root: Path, site: str, verb: str, extra: Sequence[str] = ()) -> int:
-    """``pulumi <verb> --stack <site> --config-file <copy> ...``; returns its exit code."""
+def logs_dir(root: Path) -> Path:
+    """``<state>/logs``: full engine output and provider tracebacks."""
+    return state_dir(root) / "logs"
+
+
+def run_pulumi(
+    root: Path,
+    site: str,
+    verb: str,
+    extra: Sequence[str] = (),
+    watch: Callable[[Callable[[str], None]], AbstractContextManager[object]] | None = None,
+    out: TextIO | None = None,
+) -> int:
+    """``pulumi <verb> --stack <site> --config-file <copy> ...``; returns its exit code.
+
+    The output is shown with Python tracebacks folded to their last line (the
+    complete output goes to ``<state>/logs/pulumi-<verb>-<site>-<time>.log``,
+    named at the end when something was folded). ``watch`` receives the line
+    printer and returns a context manager that runs beside pulumi (progress of
+    the hardening runs). An interrupt (^C) reaches pulumi through the process
+    group; this wrapper keeps showing its output until it has stopped cleanly.
+    """
     config = prepare_stack(root, site)
     argv = [pulumi_binary(), verb, "--stack", site, "--config-file", str(config), *extra]
-    return _run(argv, root, capture=False).returncode
+    stream = out or sys.stdout
+    log_dir = logs_dir(root)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"pulumi-{verb}-{site}-{time.strftime('%Y%m%dT%H%M%S')}.log"
+    folder = TracebackFolder()
+
+    def show(line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
+
+    with log_path.open("w", encoding="utf-8", buffering=1) as log:  # line-buffered: tail -f
+        log.write("$ " + " ".join(argv) + "\n")
+        proc = subprocess.Popen(
+            argv, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert proc.stdout is not None
+        with watch(show) if watch is not None else nullcontext():
+            while True:
+                try:
+                    line = proc.stdout.readline()
+                except KeyboardInterrupt:
+                    show("interrupted: waiting for pulumi to stop cleanly (^C again to force)")
+                    continue
+                if not line:
+                    break
+                log.write(line)
+                for shown in folder.feed(line):
+                    show(shown)
+        code = _wait(proc)
+    if folded := folder.folded:
+        show(f"({folded} Python traceback(s) shortened; full output: {log_path})")
+    return code
+
+
+def _wait(proc: subprocess.Popen[str]) -> int:
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:
+            continue

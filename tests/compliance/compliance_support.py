@@ -389,6 +389,73 @@ def sysctls(host: Any, keys: Sequence[str]) -> dict[str, str]:
     return values
 
 
+# -- time ------------------------------------------------------------------------------
+
+#: The state column of ``chronyc -n sources``, in words.
+CHRONY_STATES = {
+    "*": "selected",
+    "+": "combined",
+    "-": "not combined",
+    "?": "unreachable",
+    "x": "a falseticker",
+    "~": "too variable",
+}
+
+
+@dataclass(frozen=True)
+class ChronySource:
+    """One source line of ``chronyc -n sources``: mode (``^`` server, ``=`` peer,
+    ``#`` reference clock), state (see :data:`CHRONY_STATES`) and address."""
+
+    mode: str
+    state: str
+    address: str
+
+    @property
+    def usable(self) -> bool:
+        """A server or peer chronyd synchronises to (``*``) or combines with (``+``)."""
+        return self.mode in "^=" and self.state in "*+"
+
+
+def parse_chrony_sources(text: str) -> list[ChronySource]:
+    """The source lines of ``chronyc -n sources`` (headers and the ``====`` rule left out)."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(line) > 2 and line[0] in "^=#" and line[1] in CHRONY_STATES and len(parts) > 1:
+            out.append(ChronySource(line[0], line[1], parts[1]))
+    return out
+
+
+def chrony_sync_problem(sources: str, tracking: str) -> str | None:
+    """None when chronyd keeps time from a usable source, else why not.
+
+    A running chronyd proves nothing by itself: with every server unreachable
+    it free-runs. Both views must agree: ``chronyc -n sources`` lists a server
+    or peer in state ``*`` or ``+``, and ``chronyc tracking`` names a reference
+    that is neither none (``00000000``, "Leap status : Not synchronised") nor
+    chronyd's own local clock (``127.127.x.x``, reference ID ``7F7F....``).
+    """
+    found = parse_chrony_sources(sources)
+    if not found:
+        return "chronyd has no time sources (chronyc -n sources lists none)"
+    if not any(s.usable for s in found):
+        states = ", ".join(f"{s.address} {CHRONY_STATES[s.state]}" for s in found)
+        return f"no usable time source: {states}"
+    fields = key_values(tracking, ":")
+    reference = fields.get("Reference ID", "")
+    leap = fields.get("Leap status", "")
+    ref_id = reference.split()[0].upper() if reference else ""
+    if not ref_id or ref_id == "00000000" or leap.lower() == "not synchronised":
+        return (
+            f"chronyd is not synchronised (Reference ID {reference or '?'}, "
+            f"Leap status {leap or '?'})"
+        )
+    if ref_id.startswith("7F7F") or "127.127." in reference:
+        return f"chronyd follows its own local clock (Reference ID {reference}), not a server"
+    return None
+
+
 # -- audit rules -----------------------------------------------------------------------
 
 
@@ -890,6 +957,7 @@ class ProbeRunner:
     def __init__(self, target_host: Any, host_factory: Callable[[str], Any]) -> None:
         self.target_host = target_host
         self.host_factory = host_factory
+        self._received: str | None = ""  # what the last listener got; None: unknown
 
     # endpoints ---------------------------------------------------------------------
 
@@ -996,18 +1064,33 @@ class ProbeRunner:
             "echo pid=$pid"
         )
         started = self._remote(endpoint, f"sh -c {shlex.quote(start)}", sudo=True)
+        ran = started.rc == 0 and "pid=" in started.stdout
         pid = started.stdout.strip().rpartition("pid=")[2]
         try:
-            yield "failed: nc did not listen" if "failed" in started.stdout else out_file
+            if not ran:  # SSH to the destination failed: nothing listens there
+                yield f"failed: the listener command did not run ({_why(started)})"
+            elif "failed" in started.stdout:
+                yield "failed: nc did not listen"
+            else:
+                yield out_file
         finally:
-            collect = f"kill {pid} 2>/dev/null; cat {out_file}; rm -f {out_file}; true"
-            got = self._remote(endpoint, f"sh -c {shlex.quote(collect)}", sudo=True)
-            self._received = got.stdout
+            self._received = None
+            if ran:
+                collect = f"kill {pid} 2>/dev/null; cat {out_file}; rm -f {out_file}; true"
+                got = self._remote(endpoint, f"sh -c {shlex.quote(collect)}", sudo=True)
+                # unread output is unknown, not "nothing arrived"
+                self._received = got.stdout if got.rc == 0 else None
 
     # connections -------------------------------------------------------------------
 
     def connect(self, probe: Probe) -> str:
-        """``open``, ``refused``, ``timeout`` or ``unreachable``; for UDP ``received``/``lost``."""
+        """``open``, ``refused``, ``timeout`` or ``unreachable``; for UDP ``received``/``lost``.
+
+        ``untestable: <why>`` when the probe did not happen (no listener, the
+        source could not send, a protocol it cannot test): never a verdict.
+        """
+        if probe.proto not in PROBE_PROTOCOLS:
+            return f"untestable: a probe cannot test {probe.proto} (only tcp and udp)"
         self._received = ""
         token = f"tenancy-probe-{secrets.token_hex(6)}"
         with self.listening(probe.target, probe.proto, probe.port) as handle:
@@ -1016,9 +1099,11 @@ class ProbeRunner:
             if handle.startswith("failed"):
                 return f"untestable: the listener on {probe.target} did not start ({handle})"
             result = self._send(probe, token)
-        if probe.proto == "udp":
-            return "received" if token in (self._received or "") else "lost"
-        return result
+        if result.startswith("untestable") or probe.proto != "udp":
+            return result
+        if self._received is None:
+            return f"untestable: what the listener on {probe.target} received could not be read"
+        return "received" if token in self._received else "lost"
 
     def _send(self, probe: Probe, token: str) -> str:
         source, address, port = probe.source, probe.target.address, probe.port
@@ -1026,23 +1111,70 @@ class ProbeRunner:
             argv = ["ip", "netns", "exec", source.label, "python3", "-c", _CONNECT]
             args = [probe.proto, address, str(port), token, str(self.TIMEOUT)]
             shown = shlex.join([*argv[:5], "<connect>", *args])
-            out = self._local([*argv, *args], shown=shown)
-            return out.stdout.strip() or f"error: {out.stderr.strip()}"
+            return connect_result(self._local([*argv, *args], shown=shown))
         if probe.proto == "udp":
-            send = f"printf %s {token} | nc -u -w 1 {address} {port}"
-            cmd = f"{send}; {send}; echo sent"
-            self._remote(source, f"sh -c {shlex.quote(cmd)}")
-            return "sent"
+            send = f"printf %s {token} | nc -u -w 1 {address} {port} 2>&1"
+            cmd = f"{send}; {send}; echo rc=$?"
+            out = self._remote(source, f"sh -c {shlex.quote(cmd)}")
+            return source_problem(out) or "sent"
         cmd = f"nc -zv -w {self.TIMEOUT} {address} {port} 2>&1; echo rc=$?"
-        out = self._remote(source, f"sh -c {shlex.quote(cmd)}")
-        text = out.stdout.lower()
-        if "succeeded" in text or "open" in text.split("rc=")[0]:
-            return "open"
-        if "refused" in text:
-            return "refused"
-        if "timed out" in text or "operation now in progress" in text:
-            return "timeout"
+        return nc_result(self._remote(source, f"sh -c {shlex.quote(cmd)}"))
+
+
+#: Protocols a probe can test: a TCP connection, a UDP datagram.
+PROBE_PROTOCOLS = ("tcp", "udp")
+#: What the network answered, as :func:`connect_result` reads the stand-in's output.
+_CONNECT_RESULTS = ("open", "refused", "timeout", "unreachable", "sent")
+
+
+def _why(out: Output) -> str:
+    lines = out.stderr.strip().splitlines() or out.stdout.strip().splitlines()
+    return lines[-1] if lines else f"exit {out.rc}"
+
+
+def source_problem(out: Output) -> str | None:
+    """Why a probe command ending in ``echo rc=$?`` did not run on its source, or None.
+
+    No ``rc=`` line: the command never ran (SSH to the source failed); rc 127:
+    nc is not installed there. Either way nothing was sent, so nothing is proven.
+    """
+    before, found, after = out.stdout.rpartition("rc=")
+    if not found:
+        return f"untestable: the probe did not run on the source ({_why(out)})"
+    if after.strip() == "127" or "not found" in before.lower():
+        return "untestable: nc is not installed on the source"
+    return None
+
+
+def nc_result(out: Output) -> str:
+    """``nc -zv ... 2>&1; echo rc=$?`` on a probe source -> ``open``, ``refused``,
+    ``timeout`` or ``unreachable``; ``untestable: ...`` when nc did not run or
+    said something else (an answer not understood is no evidence of a block)."""
+    problem = source_problem(out)
+    if problem is not None:
+        return problem
+    said = out.stdout.rpartition("rc=")[0]
+    text = said.lower()
+    if "succeeded" in text or any(re.search(r"\bopen$", x.strip()) for x in text.splitlines()):
+        return "open"
+    if "refused" in text:
+        return "refused"
+    if "timed out" in text or "operation now in progress" in text:
+        return "timeout"
+    if "no route to host" in text or "unreachable" in text:
         return "unreachable"
+    shown = " ".join(said.split())[:200] or "no output"
+    return f"untestable: nc's answer is not a connection result ({shown})"
+
+
+def connect_result(out: Output) -> str:
+    """The stand-in's connect script output -> its result; ``untestable: ...`` when the
+    script did not run (namespace missing, no python3) or failed on the auditor's side."""
+    lines = out.stdout.strip().splitlines()
+    last = lines[-1].strip() if lines else ""
+    if out.rc == 0 and last.partition(":")[0] in _CONNECT_RESULTS:
+        return last
+    return f"untestable: the probe did not run from the stand-in ({_why(out)})"
 
 
 _LISTENER = r"""
@@ -1076,7 +1208,7 @@ while time.time() < deadline:
 """
 
 _CONNECT = r"""
-import socket, sys
+import errno, socket, sys
 proto, host, port, token = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 timeout = float(sys.argv[5])
 if proto == "udp":
@@ -1098,5 +1230,8 @@ except ConnectionRefusedError:
 except socket.timeout:
     print("timeout")
 except OSError as exc:
-    print("unreachable:", exc)
+    # only an answer of the network is a result; a local error proves nothing
+    answered = exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH)
+    print("unreachable:" if answered else "error:", exc)
+    sys.exit(0 if answered else 1)
 """

@@ -254,14 +254,18 @@ def _message(report: pytest.TestReport, call: pytest.CallInfo[Any]) -> str:
 
 
 def _status(outcome: str, decision: Applicability | None) -> str:
-    """The auditor's word for a test outcome: pass, fail, waived, not-applicable, skipped."""
+    """The auditor's word for a test outcome: pass, fail, waived, not-applicable, not-tested.
+
+    A skip the catalogue did not decide (a probe that could not run, a stand-in
+    that is down) is ``not-tested``: nothing was proven either way.
+    """
     if outcome in ("failed", "error"):
         return "fail"
     if outcome == "passed":
         return "pass"
     if decision is not None and decision.status in ("not-applicable", "waived"):
         return decision.status
-    return "skipped"
+    return "not-tested"
 
 
 class RecordWriter:

@@ -11,6 +11,10 @@ Two kinds of evidence:
   another tenant's VM), and a sample of undeclared ones does not (see
   ``compliance_support.plan_probes``). A probe starts a listener on the
   destination for its duration, so "blocked" means filtered, not closed.
+  A probe that did not happen (stand-in down, SSH to its source or
+  destination failed, ``nc`` missing there, an answer not understood, a
+  protocol other than tcp/udp) is skipped with the reason and recorded "not
+  tested", never counted as blocked (``ProbeRunner.connect``).
 
 Declared-flow and probe items exist per host: they are read from the
 inventory at collection (``--hosts=ansible://...``) and named after the flow.

@@ -1,4 +1,9 @@
-"""Time synchronisation (role tenancy_time): BASE-TIME-01..02."""
+"""Time synchronisation (role tenancy_time): BASE-TIME-01..02.
+
+A running chronyd is not a synchronised clock: BASE-TIME-02 also needs a
+usable source (``chronyc -n sources`` state ``*``/``+``, a real reference in
+``chronyc tracking``; see ``compliance_support.chrony_sync_problem``).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from compliance_support import (
     HostInfo,
     Item,
     active_lines,
+    chrony_sync_problem,
     expect,
     packages,
     parametrize,
+    parse_chrony_sources,
     run,
     units,
 )
@@ -58,7 +65,8 @@ def _servers(host: Any) -> tuple[list[str], list[str]]:
 
 @pytest.mark.control("BASE-TIME-02")
 @parametrize(
-    "BASE-TIME-02", ["site-servers-known", "configured-servers", "no-pools", "live-sources"]
+    "BASE-TIME-02",
+    ["site-servers-known", "configured-servers", "no-pools", "live-sources", "synchronised"],
 )
 def chrony_sources(host: Any, item: Item, info: HostInfo) -> None:
     site = [str(s) for s in info.var("tenancy_site_ntp_servers") or []]
@@ -77,11 +85,12 @@ def chrony_sources(host: Any, item: Item, info: HostInfo) -> None:
     else:
         out = run(host, "chronyc -n sources", sudo=False)
         assert out.rc == 0, f"chronyc -n sources failed: {out.stderr.strip()}"
-        # "^* 10.0.0.1 ...": mode (^ server, = peer, # local clock) and state columns
-        live = [
-            line.split()[1]
-            for line in out.stdout.splitlines()
-            if len(line) > 2 and line[0] in "^=#" and line[1] in "*+-?x~"
-        ]
-        foreign = [s for s in live if s not in site]
-        assert not foreign, f"chronyd uses sources outside the site's {site}: {foreign}"
+        if item.name == "live-sources":
+            live = [s.address for s in parse_chrony_sources(out.stdout)]
+            foreign = [s for s in live if s not in site]
+            assert not foreign, f"chronyd uses sources outside the site's {site}: {foreign}"
+            return
+        tracking = run(host, "chronyc tracking", sudo=False)
+        assert tracking.rc == 0, f"chronyc tracking failed: {tracking.stderr.strip()}"
+        problem = chrony_sync_problem(out.stdout, tracking.stdout)
+        assert problem is None, problem

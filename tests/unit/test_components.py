@@ -22,7 +22,7 @@ from tenancy.infra.program_config import ProgramInputs
 from tenancy.infra.storage_volume import GIB
 from tenancy.plan import names
 from tenancy.plan.model import MachinePlan, Plan, TenantPlan
-from tenancy.render.firewall import render_host_nftables, table_name
+from tenancy.render.firewall import guest_host_services, render_host_nftables, table_name
 
 SITES = ["local", "dc-east"]
 # One PolicyRun (the tenant's hardening run) per tenant with machines, where the
@@ -329,7 +329,12 @@ def test_one_hypervisor_per_host_with_pools_and_firewall(build: Build, site: str
             assert (pool.inputs["path"], pool.inputs["uri"]) == (p.path, host.uri), pool.urn
         [fw] = [c for c in kids if c.kind == "HostFirewall"]
         assert fw.inputs["table"] == table_name(plan.site), fw.urn
-        assert fw.inputs["ruleset"] == render_host_nftables(plan, host.name), fw.urn
+        services = guest_host_services(inputs.site.ntp_servers)
+        assert fw.inputs["ruleset"] == render_host_nftables(plan, host.name, services), fw.urn
+        # a site without time servers: its guests get the time from the gateway (this host)
+        assert ("udp dport 123 accept" in fw.inputs["ruleset"]) == (not inputs.site.ntp_servers), (
+            fw.urn
+        )
         assert fw.inputs["uri"] == host.uri, fw.urn
         base = sorted(c.inputs["name"] for c in kids if c.kind == "Volume")
         stems = [f"base-{n}-0123456789abcdef" for n in sorted(inputs.images)]

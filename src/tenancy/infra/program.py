@@ -7,16 +7,22 @@ from pathlib import Path
 
 import pulumi
 
+from tenancy.gcpause import cyclic_gc_paused
 from tenancy.infra.hypervisor import Hypervisor, HypervisorArgs
 from tenancy.infra.program_config import ProgramInputError, ProgramInputs, load_inputs
 from tenancy.infra.tenant_hosting import TenantHosting, TenantHostingArgs
 from tenancy.render.cloud_init import render_seed
-from tenancy.render.firewall import render_host_nftables, table_name
+from tenancy.render.firewall import guest_host_services, render_host_nftables, table_name
 from tenancy.render.inventory import inventory
 
 
 def build(inputs: ProgramInputs) -> dict[str, TenantHosting]:
     """Create every resource of the site from the finished plan."""
+    with cyclic_gc_paused():
+        return _build(inputs)
+
+
+def _build(inputs: ProgramInputs) -> dict[str, TenantHosting]:
     plan, site = inputs.plan, inputs.site
     hypervisors = {
         h.name: Hypervisor(
@@ -26,7 +32,9 @@ def build(inputs: ProgramInputs) -> dict[str, TenantHosting]:
                 host=h,
                 images=[inputs.images[n] for n in sorted(inputs.images)],
                 firewall_table=table_name(plan.site),
-                firewall_ruleset=render_host_nftables(plan, h.name),
+                firewall_ruleset=render_host_nftables(
+                    plan, h.name, guest_host_services(site.ntp_servers)
+                ),
             ),
         )
         for h in site.hosts

@@ -15,7 +15,11 @@ Steps (:func:`run_audit`):
    ``pytest.log``, ``lynis/<host>.log`` and ``SHA256SUMS`` over every file.
 
 The exit code is 1 when a required control fails (or could not be proven) on
-any host, 2 when the suite itself could not run.
+any host, 2 when the suite itself could not run. Whatever narrows the audit
+(a tenant or host selection, ``--no-probes``, ``--no-lynis``, stand-ins
+switched off, another waiver date, extra pytest arguments) is listed in
+``results.json`` under ``reductions`` and in the report's banner
+(:func:`scope_reductions`), so a reduced audit never reads as a full one.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ __all__ = [
     "lynis_index",
     "parse_lynis_report",
     "run_audit",
+    "scope_reductions",
     "suite_dir",
     "summary_lines",
 ]
@@ -297,6 +302,52 @@ def _pytest_argv(
     return [*argv, *options.pytest_args]
 
 
+def scope_reductions(
+    options: AuditOptions, audited: int, planned: int, started: date
+) -> list[dict[str, str]]:
+    """What this audit leaves out compared to a full one, in words an auditor reads.
+
+    ``audited`` of ``planned`` hosts of the site are selected; ``started`` is the
+    audit's date (waivers judged on another day can hide an expiry). Empty: full scope.
+    """
+    out: list[dict[str, str]] = []
+
+    def add(option: str, effect: str) -> None:
+        out.append({"option": option, "effect": effect})
+
+    share = f"{audited} of the site's {planned} host(s) audited"
+    if options.tenant is not None:
+        add(f"--tenant {options.tenant}", f"only tenant {options.tenant}'s machines: {share}")
+    if options.hosts:
+        names = sorted(options.hosts)
+        add(" ".join(f"--host {h}" for h in names), f"only {', '.join(names)}: {share}")
+    if not options.probes:
+        add(
+            "--no-probes",
+            "no firewall reachability probes: BASE-FW-02..04 rest on the loaded ruleset alone",
+        )
+    elif options.standins is not None and options.standins.strip().lower() in ("", "none"):
+        add(
+            f"--standins {options.standins or 'none'}",
+            "no probes from the intranet, extranet or internet stand-ins, only from other "
+            "tenants' machines",
+        )
+    if not options.lynis:
+        add("--no-lynis", "no Lynis cross-check (independent scanner)")
+    if options.today is not None and options.today != started:
+        add(
+            f"--today {options.today.isoformat()}",
+            f"waivers judged on {options.today.isoformat()}, not on the audit date "
+            f"{started.isoformat()}",
+        )
+    if options.pytest_args:
+        add(
+            "pytest " + shlex.join(options.pytest_args),
+            "extra pytest arguments: checks or items they deselect are missing from this audit",
+        )
+    return out
+
+
 def _run_logged(argv: list[str], cwd: Path, log: Path, stream: TextIO | None) -> int:
     with log.open("w", encoding="utf-8") as fh:
         fh.write("$ " + shlex.join(argv) + "\n")
@@ -395,6 +446,7 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
         "tools": tool_versions(),
         "lynis_versions": {h: (v or {}).get("version") for h, v in lynis.items()},
         "pytest": {"exit_code": pytest_exit, "argv": argv[1:]},
+        "reductions": scope_reductions(options, len(hosts), len(every), started.date()),
     }
     doc = build_results(records, sources.catalogue, sources.waivers, audited, today, meta)
     broken = pytest_exit not in (0, 1) or not records
@@ -421,6 +473,11 @@ def summary_lines(run: AuditRun) -> list[str]:
         if ly:
             shown = ly.get("hardening_index") if ly.get("hardening_index") is not None else "n/a"
             lines.append(f"  lynis {h['name']}: hardening index {shown}")
+    reductions = doc.get("reductions") or []
+    for r in reductions:
+        lines.append(f"  reduced scope: {r['option']}: {r['effect']}")
     verdict = {0: "PASSED", 1: "FAILED"}.get(run.exit_code, "ERROR (the suite did not run)")
+    if reductions:
+        verdict += f" (reduced scope: {'; '.join(r['option'] for r in reductions)})"
     lines.append(f"audit {doc.get('site')}: {verdict}: {counts}; bundle {run.bundle}")
     return lines

@@ -5,15 +5,17 @@ control, the host, the item (one setting, rule or flow), the outcome and the
 commands it ran with their output. This module folds them into one result per
 control and host, the auditor's vocabulary:
 
-``pass``            every item the check ran passed
+``pass``            every item of the check ran and passed
 ``fail``            at least one item failed (an expired waiver is a failure too)
 ``waived``          a valid waiver covers the control on that host
 ``not-applicable``  the host's profiles do not include the control
-``not-tested``      the check never ran, or every item was skipped for another
-                    reason (e.g. a stand-in network namespace was down)
+``not-tested``      the check never ran, or some of its items did not (e.g. a
+                    probe whose stand-in network namespace was down): what was
+                    not tested is not proven, whatever the other items found
 
 A required control (in the host's profiles, not validly waived) that is
-``fail`` or ``not-tested`` makes the audit fail.
+``fail`` or ``not-tested`` makes the audit fail. An item's status is one of
+the same words (records of older suites say ``skipped`` for ``not-tested``).
 
 Pure functions except :func:`write_manifest` / :func:`verify_manifest`, which
 read and write the evidence bundle's ``SHA256SUMS``.
@@ -122,14 +124,12 @@ def applicability(
 
 
 def _fold(statuses: Sequence[str]) -> str:
+    """One result from the items' statuses: a pass needs every item passed."""
     if "fail" in statuses:
         return "fail"
-    if "pass" in statuses:
-        return "pass"
-    if statuses and all(s == "waived" for s in statuses):
-        return "waived"
-    if statuses and all(s == "not-applicable" for s in statuses):
-        return "not-applicable"
+    for word in ("pass", "waived", "not-applicable"):
+        if statuses and all(s == word for s in statuses):
+            return word
     return "not-tested"
 
 
@@ -297,10 +297,18 @@ def _reason(result: str, recs: Sequence[Mapping[str, Any]], decision: Applicabil
     if result in ("waived", "not-applicable"):
         return decision.reason
     if result == "not-tested":
-        skipped = [str(r.get("message", "")) for r in recs if r.get("message")]
-        return skipped[0] if skipped else "the check did not run"
-    notes = [str(r["message"]) for r in recs if r.get("status") == "skipped" and r.get("message")]
-    return f"{len(notes)} item(s) not tested: {notes[0]}" if notes else ""
+        untested = [r for r in recs if r.get("status") not in _PROVEN]
+        first = next((str(r["message"]) for r in untested if r.get("message")), "")
+        passed = sum(1 for r in recs if r.get("status") == "pass")
+        if passed:
+            counts = f"{len(untested)} of {len(recs)} item(s) not tested ({passed} passed)"
+            return f"{counts}: {first}" if first else counts
+        return first or "the check did not run"
+    return ""
+
+
+#: Item statuses that settle an item; anything else (``not-tested``, ``skipped``) did not.
+_PROVEN = ("pass", "fail", "waived", "not-applicable")
 
 
 def summary(results: Iterable[Mapping[str, Any]]) -> dict[str, int]:

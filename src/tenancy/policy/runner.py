@@ -16,7 +16,11 @@ Results per host: ok/changed/failed/unreachable/skipped counts from the play
 recap, plus every changed task and every failed task with its host, name and
 the control IDs it implements (parsed from the task name prefix,
 ``"BASE-SSH-03 | ..."``, else from the task's tags). In check mode a changed
-task is drift: the host differs from the policy there.
+task is drift: the host differs from the policy there. A host the run should
+have reached (the inventory's, narrowed by ``--limit``) but that is missing
+from the play recap is failed, never ok: Ansible did not run the play on it.
+An inventory that does not parse is fatal (``ANSIBLE_INVENTORY_*UNPARSED*``),
+never a warning followed by a run against the implicit localhost.
 
 Secrets never reach the run directory: ansible-runner records the complete
 environment of ``ansible-playbook`` in ``artifacts/<id>/command``, so it runs
@@ -66,6 +70,7 @@ __all__ = [
     "control_ids",
     "controller_source",
     "forks_for",
+    "limited_hosts",
     "lockout_problems",
     "new_run_id",
     "parse_events",
@@ -185,6 +190,8 @@ class RunRequest:
     """Only tasks with these tags (ansible --tags), e.g. a control ID or a role name."""
     skip_tags: tuple[str, ...] = ()
     """Skip tasks with these tags (ansible --skip-tags), e.g. a control ID."""
+    label: str = ""
+    """Short name shown in progress lines (``apply hr``); default: the run id."""
 
     @property
     def run_dir(self) -> Path:
@@ -220,12 +227,14 @@ class HostResult:
     ignored: int = 0
     changed_tasks: list[TaskRef] = field(default_factory=list)
     failed_tasks: list[TaskRef] = field(default_factory=list)
+    problem: str = ""
+    """Why the counts above prove nothing (the host never appeared in the play recap)."""
 
     @property
     def status(self) -> str:
         if self.unreachable:
             return "unreachable"
-        if self.failed:
+        if self.failed or self.problem:
             return "failed"
         return "changed" if self.changed else "ok"
 
@@ -247,6 +256,7 @@ class HostResult:
             "unreachable": self.unreachable,
             "skipped": self.skipped,
             "changed_controls": self.changed_controls,
+            "problem": self.problem,
             "failed_tasks": [
                 {"task": t.task, "controls": t.controls, "message": t.message}
                 for t in self.failed_tasks
@@ -270,7 +280,7 @@ class RunResult:
 
     @property
     def failed_hosts(self) -> list[str]:
-        return sorted(h for h, r in self.hosts.items() if r.failed or r.unreachable)
+        return sorted(h for h, r in self.hosts.items() if r.failed or r.unreachable or r.problem)
 
     @property
     def changed_hosts(self) -> list[str]:
@@ -312,6 +322,8 @@ class RunResult:
                 f"{name}: {r.status} (ok={r.ok} changed={r.changed} failed={r.failed} "
                 f"unreachable={r.unreachable} skipped={r.skipped})"
             )
+            if r.problem:
+                out.append(f"  FAILED: {r.problem}")
             if r.changed_controls:
                 out.append(f"  {verb}: {', '.join(r.changed_controls)}")
             out.extend(f"    - {t.task}" for t in r.changed_tasks)
@@ -410,21 +422,28 @@ def parse_events(
 ) -> dict[str, HostResult]:
     """Per-host results from ansible-runner's ``job_events``; every host of ``hosts`` appears.
 
+    ``hosts`` are those the run should have reached. A host without stats in
+    the play recap (``playbook_on_stats``) is failed with a :attr:`HostResult.problem`
+    saying so: no counts there mean nothing ran on it, not that all went well.
+
     ``active`` (host -> control IDs the host gets) narrows the IDs of a task that
     implements several controls to the host's own (a baseline host is not told
     about the level-3 controls a shared task also serves).
     """
     active = active or {}
     results = {h: HostResult(host=h) for h in hosts}
+    recap: set[str] | None = None  # hosts in the play recap; None: no recap at all
     for event in _events(events_dir):
         kind = event.get("event")
         data = event.get("event_data") or {}
         host = data.get("host")
         if not host:
             if kind == "playbook_on_stats":
+                recap = set(recap or ()) | set(data.get("processed") or {})
                 for key, attr in _STAT_FIELDS.items():
                     for h, count in (data.get(key) or {}).items():
                         setattr(results.setdefault(h, HostResult(host=h)), attr, int(count))
+                        recap.add(h)
             continue
         res = data.get("res") or {}
         name = str(data.get("task") or data.get("task_action") or "")
@@ -441,6 +460,16 @@ def parse_events(
         elif kind == "runner_on_unreachable":
             ref.message = _message(res) or "unreachable"
             entry.failed_tasks.append(ref)
+    for name, entry in results.items():
+        if recap is None:
+            entry.problem = (
+                f"{name} never appeared in the play recap: the run produced none "
+                "(it aborted, or the inventory or playbook did not load)"
+            )
+        elif name not in recap:
+            entry.problem = (
+                f"{name} never appeared in the play recap: Ansible did not run the play on it"
+            )
     return results
 
 
@@ -467,10 +496,30 @@ def ansible_settings(run_dir: Path, private_key: Path | None) -> dict[str, str]:
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "True",
         "ANSIBLE_FORCE_COLOR": "False",
+        # An inventory that does not parse stops the run instead of a warning and a
+        # play against the implicit localhost (that "succeeds" on no host at all).
+        "ANSIBLE_INVENTORY_UNPARSED_FAILED": "True",
+        "ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED": "True",
     }
     if private_key is not None:
         settings["ANSIBLE_PRIVATE_KEY_FILE"] = str(private_key)
+    settings.update(strategy_settings(os.environ.get("TENANCY_ANSIBLE_STRATEGY", "")))
     return settings
+
+
+def strategy_settings(strategy: str) -> dict[str, str]:
+    """``mitogen_linear``: one persistent Python per host instead of one per task
+    (Mitogen for Ansible); anything else: Ansible's own ``linear``."""
+    if not strategy.startswith("mitogen"):
+        return {}
+    try:
+        import ansible_mitogen.plugins.strategy as plugins
+    except ImportError:
+        return {}
+    return {
+        "ANSIBLE_STRATEGY_PLUGINS": str(Path(plugins.__file__).parent),
+        "ANSIBLE_STRATEGY": strategy,
+    }
 
 
 def child_environment(base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -493,6 +542,8 @@ def prepare_run(request: RunRequest) -> Path:
     run_dir = request.run_dir
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     run_dir.mkdir(mode=0o700)
+    # first, so that a watcher finding the directory finds its label too
+    (run_dir / "label").write_text((request.label or request.run_id) + "\n", encoding="utf-8")
     project = run_dir / "project"
     for rel in policy_files(request.project):
         # policies/playbook.yml -> project/playbook.yml; roles/x -> project/roles/x
@@ -547,6 +598,89 @@ def _command(request: RunRequest, host_count: int) -> list[str]:
     return argv  # an option of ansible-runner
 
 
+def count_tasks(request: RunRequest, run_dir: Path) -> int | None:
+    """How many tasks the play lists for this run (``ansible-playbook --list-tasks``).
+
+    Written to ``tasks.total`` for the progress display (:mod:`tenancy.policy.progress`);
+    None when listing fails (progress then shows no total). Handlers are not listed.
+    """
+    argv = [
+        str(Path(sys.executable).parent / "ansible-playbook"),
+        "-i",
+        str(run_dir / "inventory" / "hosts.yml"),
+        str(run_dir / "project" / "playbook.yml"),
+        "--list-tasks",
+    ]
+    if request.limit:
+        argv += ["--limit", request.limit]
+    if request.tags:
+        argv.append("--tags=" + ",".join(request.tags))
+    if request.skip_tags:
+        argv.append("--skip-tags=" + ",".join(request.skip_tags))
+    env = {**child_environment(), **ansible_settings(run_dir, request.private_key)}
+    try:
+        done = subprocess.run(
+            argv, cwd=run_dir, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    tasks = [
+        line
+        for line in done.stdout.splitlines()
+        if "TAGS:" in line and not line.strip().startswith(("play #", "playbook:"))
+    ]
+    (run_dir / "tasks.total").write_text(f"{len(tasks)}\n", encoding="utf-8")
+    return len(tasks)
+
+
+def limited_hosts(request: RunRequest, hosts: Iterable[str]) -> list[str]:
+    """The ``hosts`` the run's ``--limit`` selects: those that must appear in the play recap.
+
+    Ansible resolves the pattern itself (``ansible-inventory --limit`` on the
+    run's inventory and settings). Without a limit, or when it cannot be
+    resolved, every host is expected: one left out then shows as failed, never as ok.
+    """
+    every = list(hosts)
+    if not request.limit:
+        return every
+    argv = [
+        sys.executable,
+        "-m",
+        "ansible.cli.inventory",
+        "--inventory",
+        str(request.run_dir / "inventory" / "hosts.yml"),
+        "--list",
+        "--limit",
+        request.limit,
+    ]
+    env = {**child_environment(), **ansible_settings(request.run_dir, request.private_key)}
+    try:
+        done = subprocess.run(
+            argv,
+            cwd=request.run_dir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        doc = json.loads(done.stdout) if done.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        doc = None
+    if not isinstance(doc, dict):
+        return every
+    selected = {
+        str(h)
+        for group in doc.values()
+        if isinstance(group, dict)
+        for h in group.get("hosts") or []
+    }
+    return [h for h in every if h in selected]
+
+
 def _inventory_hosts(inventory: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     from tenancy.policy.variables import tenant_hosts  # local: variables imports the plan
 
@@ -593,6 +727,7 @@ def run_policy(request: RunRequest, stream: TextIO | None = None) -> RunResult:
         seconds=0.0,
     )
     log = run_dir / "runner.log"
+    count_tasks(request, run_dir)
     deadline = t0 + request.timeout
     try:
         with log.open("w", encoding="utf-8") as log_fh:
@@ -625,8 +760,10 @@ def run_policy(request: RunRequest, stream: TextIO | None = None) -> RunResult:
     except OSError as exc:
         result.error = f"cannot start ansible-runner: {exc}"
     active = active_controls(run_dir / "project", host_vars)
-    result.hosts = parse_events(request.artifact_dir / "job_events", hosts, active)
-    if not result.error and result.rc != 0 and not result.failed_hosts:
+    expected = limited_hosts(request, hosts)
+    result.hosts = parse_events(request.artifact_dir / "job_events", expected, active)
+    reported = any(r.failed or r.unreachable for r in result.hosts.values())
+    if not result.error and result.rc != 0 and not reported:
         tail = _tail(log, 15)
         result.error = f"ansible-runner ended with rc {result.rc} ({result.status}): {tail}"
     result.seconds = round(time.monotonic() - t0, 1)

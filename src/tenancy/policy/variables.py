@@ -12,9 +12,10 @@ per tenant (group ``<tenant>``, because two values depend on the segment)
                                     segment lets the gateway reach SSH for the same reason.
     ``tenancy_site_ntp_servers``    the site's ``ntpServers``; when the site names none
                                     (the local site), the segment gateway: the hypervisor
-                                    is the natural time source of its guests, chrony keeps
-                                    the clock free-running until it answers, and
-                                    BASE-TIME-02 (site servers only) still holds.
+                                    is the natural time source of its guests; it serves
+                                    time on udp/123 (``tools/hypervisor.sh``, opened in the
+                                    host table by ``render.firewall.guest_host_services``),
+                                    and BASE-TIME-02 (site servers only) still holds.
     ``tenancy_site_dns_servers``    ``[]`` (sites declare no resolvers yet)
     ``tenancy_site_apt_proxy``      the site's ``packageMirror`` (cloud-init uses the same
                                     value as apt proxy), ``""`` when unset (local site)

@@ -8,6 +8,7 @@ stays inside a segment and stops address spoofing.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tenancy.plan.model import Plan, RulePlan, TenantPlan
@@ -129,6 +130,15 @@ class HostService:
     proto: str
     port: int
     comment: str
+
+
+def guest_host_services(ntp_servers: Sequence[str]) -> list[HostService]:
+    """What tenants may reach on the hypervisor itself: nothing, except its time service
+    when the site names no NTP servers (the guests then use the segment gateway, see
+    :mod:`tenancy.policy.variables`; ``tools/hypervisor.sh`` serves it)."""
+    if ntp_servers:
+        return []
+    return [HostService("udp", 123, "time for the guests (the site names no ntpServers)")]
 
 
 def table_name(site: str) -> str:

@@ -16,7 +16,10 @@ Conventions of every provider here:
 * ``diff`` names exactly the inputs that force a replacement, and always asks
   for delete-before-replace (libvirt objects are keyed by name);
 * ``delete`` treats "already gone" as success; ``read`` of a missing object
-  returns an empty id, which tells the engine the resource is gone.
+  returns an empty id, which tells the engine the resource is gone;
+* a failed ``create``/``read``/``update``/``delete`` raises one line naming
+  the resource, the host and what libvirt said, with a hint; the traceback goes
+  to a log file (:mod:`tenancy.infra.dynamic._errors`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ReadResult, ResourceProvider
+
+from tenancy.infra.dynamic._errors import one_line_errors
 
 PROVIDER_KEY = "__provider"
 # The engine's placeholder for values not known during preview
@@ -87,6 +92,14 @@ class LibvirtProvider(ResourceProvider):
     kind: ClassVar[str] = "object"
     input_defaults: ClassVar[Mapping[str, Any]] = {}
     replace_on: ClassVar[frozenset[str]] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give every operation a subclass defines the one-line error behaviour."""
+        super().__init_subclass__(**kwargs)
+        for action in ("create", "read", "update", "delete"):
+            fn = cls.__dict__.get(action)
+            if fn is not None and not getattr(fn, "__tenancy_one_line__", False):
+                setattr(cls, action, one_line_errors(cls.kind, action, fn))
 
     # --- check ------------------------------------------------------------
 

@@ -65,6 +65,7 @@ from tenancy.infra.dynamic._base import (
     prop_opt_str,
     prop_str,
 )
+from tenancy.infra.dynamic._errors import ProviderError
 from tenancy.plan.model import Plan, TenantPlan
 from tenancy.policy.runner import (
     RunRequest,
@@ -92,8 +93,8 @@ DEFAULT_SSH_TIMEOUT = 900
 DEFAULT_RUN_TIMEOUT = 3600
 
 
-class PolicyRunError(RuntimeError):
-    """The baseline could not be applied to every host of a tenant."""
+class PolicyRunError(ProviderError):
+    """The baseline could not be applied to every host of a tenant (a per-host report)."""
 
 
 class PolicyRunProvider(LibvirtProvider):
@@ -147,6 +148,7 @@ class PolicyRunProvider(LibvirtProvider):
         key = prop_opt_str(props, "private_key")
         return RunRequest(
             run_id=new_run_id("check" if check else "apply", site, tenant),
+            label=f"{'check' if check else 'apply'} {tenant}",
             project=Path(prop_str(props, "project")),
             inventory=canonical(prop_dict(props, "inventory")),
             state_dir=Path(prop_str(props, "state_dir")),
@@ -199,12 +201,15 @@ class PolicyRunProvider(LibvirtProvider):
         if os.environ.get("TENANCY_POLICY_REFRESH", "").lower() == "skip":
             return ReadResult(id_, dict(props))
         result = run_policy(self._request(props, check=True))
-        drifted = sorted(h for h, r in result.hosts.items() if r.changed or r.failed)
+        drifted = sorted(
+            h for h, r in result.hosts.items() if (r.changed or r.failed) and not r.problem
+        )
         drift = {
             h: sorted({*result.hosts[h].changed_controls, *result.hosts[h].failed_controls})
             for h in drifted
         }
-        unverified = sorted(h for h, r in result.hosts.items() if r.unreachable)
+        # unreachable, or never in the play recap: nothing is known of these hosts
+        unverified = sorted(h for h, r in result.hosts.items() if r.unreachable or r.problem)
         if result.error and not result.hosts:
             unverified = sorted(prop_dict(props, "hosts"))
         outs = {
