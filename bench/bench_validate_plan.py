@@ -31,7 +31,6 @@ the benchmark could not run (then every ratio it did not measure says "not run")
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import random
 import shutil
@@ -39,8 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +46,7 @@ import yaml
 from pydantic import ValidationError
 
 from _summary import Report
+from tenancy.gcpause import cyclic_gc_paused
 from tenancy.plan.planner import plan_paths
 from tenancy.spec.models import TenantSpec
 from tenancy.spec.yamlsource import Document, load_file
@@ -196,18 +195,6 @@ def best_of(runs: int, fn: Callable[[], object]) -> float:
     return best
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Both schema sides run like ``plan_paths`` loads: without the cyclic collector."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def venv_tool(name: str) -> str:
     """A console script of the running interpreter's environment (else from PATH)."""
     candidate = Path(sys.executable).parent / name
@@ -268,12 +255,12 @@ def bench_size(n: int, workdir: Path, runs: int) -> dict[str, float]:
     Draft202012Validator.check_schema(schema)
     validator = Draft202012Validator(schema)
     (workdir / "schema.json").write_text(json.dumps(schema), encoding="utf-8")
-    with gc_paused():
+    with cyclic_gc_paused():
         bad = (check_pydantic(files), check_jsonschema(files, validator))
     if bad != (0, 0):
         raise SystemExit(f"bench: invalid generated files (pydantic, jsonschema): {bad}")
 
-    with gc_paused():
+    with cyclic_gc_paused():
         parse = best_of(runs, lambda: parse_all(files))
         ours = best_of(runs, lambda: check_pydantic(files))
         base = best_of(runs, lambda: check_jsonschema(files, validator))

@@ -756,3 +756,17 @@ def test_harden_refuses_what_it_cannot_run(fake_harden: Any, cli: Any) -> None:
         "check mode changes no firewall: no lock-out check"
     )
     assert len(seen) == 1
+
+
+def test_runs_use_mitogen_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tenancy.policy.runner import ansible_settings
+
+    monkeypatch.delenv("TENANCY_ANSIBLE_STRATEGY", raising=False)
+    settings = ansible_settings(tmp_path, None)
+    assert settings["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    assert (Path(settings["ANSIBLE_STRATEGY_PLUGINS"]) / "mitogen_linear.py").is_file()
+    monkeypatch.setenv("TENANCY_ANSIBLE_STRATEGY", "linear")
+    settings = ansible_settings(tmp_path, None)
+    assert "ANSIBLE_STRATEGY" not in settings and "ANSIBLE_STRATEGY_PLUGINS" not in settings

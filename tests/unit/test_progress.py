@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tenancy.policy.progress import RunWatcher
+from tenancy.policy.progress import RunWatcher, waiting_marker
 
 RUN_ID = "20261202T050000Z-apply-local-hr-a1b2c3"
 
@@ -29,7 +29,14 @@ def test_watcher_reports_tasks_per_host_with_total_and_a_summary(tmp_path: Path)
     (run_dir / "label").write_text("apply hr\n")
     (run_dir / "tasks.total").write_text("2\n")
     write_event(run_dir, 1, "playbook_on_task_start", task="Gathering Facts")
-    write_event(run_dir, 2, "runner_on_start", host="hr-portal-1", task="Gathering Facts")
+    write_event(
+        run_dir,
+        2,
+        "runner_on_start",
+        host="hr-portal-1",
+        task="Gathering Facts",
+        task_action="gather_facts",
+    )
     write_event(
         run_dir,
         3,
@@ -40,9 +47,9 @@ def test_watcher_reports_tasks_per_host_with_total_and_a_summary(tmp_path: Path)
     )
     watcher.poll()
     assert lines[0] == f"  apply hr: Ansible run {RUN_ID} started"
-    assert lines[1].startswith("  apply hr hr-portal-1: task 1/2 [play] Gathering Facts (")
+    assert lines[1].startswith("  apply hr hr-portal-1: facts [play] Gathering Facts (")
     assert lines[2].startswith(
-        "  apply hr hr-portal-1: task 2/2 [tenancy_ssh] BASE-SSH-03 | Ensure root login"
+        "  apply hr hr-portal-1: task 1/2 [tenancy_ssh] BASE-SSH-03 | Ensure root login"
     )
     write_event(run_dir, 4, "playbook_on_task_start", task="restart sshd", is_conditional=True)
     write_event(run_dir, 5, "runner_on_start", host="hr-portal-1", task="restart sshd")
@@ -86,3 +93,19 @@ def test_a_half_written_event_file_is_read_on_the_next_scan(tmp_path: Path) -> N
     )
     watcher.poll()
     assert lines[1].startswith("  apply hr h: task 1 [play] t")
+
+
+def test_a_run_waiting_for_ssh_is_reported_before_its_directory_exists(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    lines: list[str] = []
+    watcher = RunWatcher(runs, lines.append)
+    marker = waiting_marker(runs, RUN_ID, "apply hr", ["hr-portal-1", "hr-portal-2"])
+    watcher.poll()
+    watcher.poll()
+    assert lines == ["  apply hr: waiting for hr-portal-1, hr-portal-2 to answer SSH"]
+    marker.unlink()
+    (runs / RUN_ID).mkdir()
+    (runs / RUN_ID / "label").write_text("apply hr\n")
+    watcher.poll()
+    assert lines[1] == f"  apply hr: Ansible run {RUN_ID} started"

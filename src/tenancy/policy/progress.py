@@ -32,6 +32,17 @@ from tenancy.policy.runner import control_ids
 TOTAL_FILE = "tasks.total"
 #: File in a run directory holding its short label (``apply hr``).
 LABEL_FILE = "label"
+#: ``<runs>/<run-id>.waiting`` while a run waits for its hosts to answer SSH: the label,
+#: then the host names, one a line (written by the PolicyRun before the run dir exists).
+WAITING_SUFFIX = ".waiting"
+
+
+def waiting_marker(runs_dir: Path, run_id: str, label: str, hosts: list[str]) -> Path:
+    """Write the marker a :class:`RunWatcher` reports as "waiting for SSH"; returns it."""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    path = runs_dir / f"{run_id}{WAITING_SUFFIX}"
+    path.write_text("\n".join([label, *hosts]) + "\n", encoding="utf-8")
+    return path
 
 
 def _clock(seconds: float) -> str:
@@ -69,6 +80,7 @@ class RunProgress:
     """``apply hr`` / ``check hr``: the run's ``label`` file (see :func:`runner.prepare_run`)."""
 
 
+_NOT_LISTED = frozenset({"gather_facts", "ansible.builtin.gather_facts", "setup"})
 _STATS = {"ok": "ok", "changed": "changed", "failures": "failed", "dark": "unreachable"}
 
 
@@ -87,6 +99,8 @@ def event_lines(run: RunProgress, event: dict[str, Any], now: float) -> list[str
         hp.task = name
         if run.handler:
             count = "handler"
+        elif data.get("task_action") in _NOT_LISTED:
+            count = "facts"  # implicit: `--list-tasks` does not list fact gathering
         else:
             hp.tasks += 1
             count = f"task {hp.tasks}" + (f"/{run.total}" if run.total else "")
@@ -151,6 +165,12 @@ class RunWatcher:
         now = time.monotonic()
         with contextlib.suppress(OSError):
             for path in sorted(self.runs_dir.iterdir()):
+                if path.name not in self._known and path.name.endswith(WAITING_SUFFIX):
+                    self._known.add(path.name)
+                    with contextlib.suppress(OSError, ValueError):
+                        label, *hosts = path.read_text(encoding="utf-8").splitlines()
+                        self.emit(f"  {label}: waiting for {', '.join(hosts)} to answer SSH")
+                    continue
                 if path.name not in self._known and path.is_dir():
                     self._known.add(path.name)
                     run = RunProgress(path.name, path, started=now, label=_label(path))

@@ -503,13 +503,20 @@ def ansible_settings(run_dir: Path, private_key: Path | None) -> dict[str, str]:
     }
     if private_key is not None:
         settings["ANSIBLE_PRIVATE_KEY_FILE"] = str(private_key)
-    settings.update(strategy_settings(os.environ.get("TENANCY_ANSIBLE_STRATEGY", "")))
+    settings.update(strategy_settings(os.environ.get("TENANCY_ANSIBLE_STRATEGY", STRATEGY)))
     return settings
 
 
+#: Ansible strategy of every run; ``TENANCY_ANSIBLE_STRATEGY=linear`` is Ansible's own.
+STRATEGY = "mitogen_linear"
+
+
 def strategy_settings(strategy: str) -> dict[str, str]:
-    """``mitogen_linear``: one persistent Python per host instead of one per task
-    (Mitogen for Ansible); anything else: Ansible's own ``linear``."""
+    """``mitogen_linear`` (default): one persistent Python interpreter per host instead of
+    one per task (Mitogen for Ansible). Under software emulation starting Python in the
+    guest dominates every task: a no-change check of two demo VMs took 191 s with
+    ``linear`` and 32 s with Mitogen, same results (ok 54, changed 0, skipped 10 per
+    host). Anything else, or Mitogen missing: Ansible's own ``linear``."""
     if not strategy.startswith("mitogen"):
         return {}
     try:

@@ -67,6 +67,7 @@ from tenancy.infra.dynamic._base import (
 )
 from tenancy.infra.dynamic._errors import ProviderError
 from tenancy.plan.model import Plan, TenantPlan
+from tenancy.policy.progress import waiting_marker
 from tenancy.policy.runner import (
     RunRequest,
     RunResult,
@@ -76,6 +77,7 @@ from tenancy.policy.runner import (
     policy_digest,
     private_key_for,
     run_policy,
+    runs_dir,
     wait_for_ssh,
 )
 from tenancy.policy.variables import (
@@ -165,6 +167,9 @@ class PolicyRunProvider(LibvirtProvider):
             raise PolicyRunError(f"PolicyRun {tenant}: nothing applied:\n" + "\n".join(problems))
         request = self._request(props, check=False)
         hosts = {str(k): str(v) for k, v in prop_dict(props, "hosts").items()}
+        marker = waiting_marker(
+            runs_dir(request.state_dir), request.run_id, request.label, sorted(hosts)
+        )
         try:
             wait_for_ssh(
                 hosts,
@@ -174,6 +179,8 @@ class PolicyRunProvider(LibvirtProvider):
             )
         except SshWaitError as exc:
             raise PolicyRunError(f"PolicyRun {tenant}: nothing applied: {exc}") from None
+        finally:
+            marker.unlink(missing_ok=True)
         lockouts = lockout_problems(tenant_hosts(dict(request.inventory)))
         if lockouts:
             raise PolicyRunError(f"PolicyRun {tenant}: nothing applied:\n" + "\n".join(lockouts))
