@@ -52,7 +52,11 @@ def test_update_names_the_new_properties_and_collapses_the_message(
     assert "Domain new on qemu+ssh://h: update failed: ValueError: bad value;" in str(caught.value)
 
 
-def test_provider_errors_pass_through_unchanged() -> None:
+def test_provider_errors_pass_through_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANCY_STATE", str(tmp_path))
+
     class Reporting(LibvirtProvider):
         kind = "PolicyRun"
 
@@ -62,3 +66,18 @@ def test_provider_errors_pass_through_unchanged() -> None:
     with pytest.raises(ProviderError) as caught:
         Reporting().create({})
     assert str(caught.value).startswith("PolicyRun hr: the baseline failed")
+
+
+def test_the_one_line_error_is_still_a_runtime_error_with_the_original_words(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANCY_STATE", str(tmp_path))
+
+    class Refusing(LibvirtProvider):
+        kind = "StoragePool"
+
+        def create(self, props: dict[str, Any]) -> Any:
+            raise RuntimeError("storage pool 'x' already exists outside this stack")
+
+    with pytest.raises(RuntimeError, match="already exists"):
+        Refusing().create({"name": "x", "uri": "qemu:///system"})

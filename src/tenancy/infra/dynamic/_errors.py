@@ -46,7 +46,7 @@ _HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
 )
 
 
-class ProviderError(Exception):
+class ProviderError(RuntimeError):
     """A provider operation failed; ``str()`` is the one line shown to the user."""
 
 
