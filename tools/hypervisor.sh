@@ -331,7 +331,8 @@ stop_libvirt_objects() {
 # dedicated chronyd serves the local clock (`local stratum 10`) and never steers
 # this host's clock (-x) nor asks any upstream server: no traffic leaves the
 # machine. With systemd the distribution's chrony gets the same two lines.
-CHRONY_CONF="$STATE_DIR/chrony-guests.conf"
+# machine-wide, like the daemon: clones of the project share one time service
+CHRONY_CONF=/var/lib/tenancy/chrony-guests.conf
 CHRONY_PID=/run/tenancy-chronyd.pid
 CHRONY_LINES=(
   "# tools/hypervisor.sh: time for the guests of this hypervisor (no upstream servers)"
@@ -351,7 +352,7 @@ start_time_service() {
     log "time service: chrony (systemd) serves the guests"
     return
   fi
-  mkdir -p "$STATE_DIR"
+  mkdir -p "$(dirname "$CHRONY_CONF")"
   local want pid
   want=$(printf '%s\n' "${CHRONY_LINES[@]}" "cmdport 0" "pidfile $CHRONY_PID")
   if [ "$(cat "$CHRONY_CONF" 2>/dev/null)" != "$want" ]; then
@@ -370,12 +371,15 @@ start_time_service() {
 }
 
 stop_time_service() {
-  local pid
+  local pid i
   if pid=$(tr -dc '0-9' <"$CHRONY_PID" 2>/dev/null) && [ -n "$pid" ] &&
      [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = chronyd ]; then
     kill -TERM "$pid"
+    # wait for it: a start right after must not mistake the dying daemon for a live one
+    for i in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
     [ "${1:-}" = quiet ] || log "time service: chronyd for the guests stopped (pid $pid)"
   fi
+  rm -f "$CHRONY_PID"
 }
 
 # --- commands ---------------------------------------------------------------------
