@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -120,10 +121,12 @@ def run_pulumi(
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"pulumi-{verb}-{site}-{time.strftime('%Y%m%dT%H%M%S')}.log"
     folder = TracebackFolder()
+    lock = threading.Lock()  # the watcher prints from its own thread
 
     def show(line: str) -> None:
-        stream.write(line + "\n")
-        stream.flush()
+        with lock:
+            stream.write(line + "\n")
+            stream.flush()
 
     with log_path.open("w", encoding="utf-8", buffering=1) as log:  # line-buffered: tail -f
         log.write("$ " + " ".join(argv) + "\n")
