@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tenancy.policy.runner import control_ids
-
 #: File in a run directory holding the number of tasks the play lists.
 TOTAL_FILE = "tasks.total"
 #: File in a run directory holding its short label (``apply hr``).
@@ -104,12 +102,9 @@ def event_lines(run: RunProgress, event: dict[str, Any], now: float) -> list[str
         else:
             hp.tasks += 1
             count = f"task {hp.tasks}" + (f"/{run.total}" if run.total else "")
-        role = str(data.get("role") or "")
-        ids = control_ids(name)
-        where = role + (f" {','.join(ids)}" if ids and ids[0] not in name else "")
-        return [
-            f"  {run.label} {host}: {count} [{where or 'play'}] {name} ({_clock(now - hp.started)})"
-        ]
+        # the control IDs lead the task name ("BASE-SSH-03 | ..."): the role is what to add
+        role = str(data.get("role") or "") or "play"
+        return [f"  {run.label} {host}: {count} [{role}] {name} ({_clock(now - hp.started)})"]
     if kind == "playbook_on_stats":
         run.done = True
         lines = []
