@@ -39,6 +39,7 @@ from tenancy.infra.dynamic import (
     Volume,
     VolumeArgs,
 )
+from tenancy.policy.runner import READY_PROBE
 
 pytestmark = pytest.mark.integration
 
@@ -179,13 +180,15 @@ def smoke_program(
 
 
 def wait_for_ssh(address: str, key: Any, timeout: float) -> int:
-    """Poll until ``ssh ops@address true`` succeeds; returns the number of attempts."""
+    """Poll until SSH works and cloud-init has finished (it restarts sshd on its way:
+    a first answer before that was followed by "Connection refused"); returns the
+    number of attempts."""
     deadline = time.monotonic() + timeout
     attempts = 0
     last = ""
     while time.monotonic() < deadline:
         attempts += 1
-        result = ssh(address, key, "true", timeout=20)
+        result = ssh(address, key, READY_PROBE, timeout=20)
         if result.returncode == 0:
             return attempts
         last = (result.stderr or "").strip()
