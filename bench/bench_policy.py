@@ -65,6 +65,7 @@ from sitecopy import SiteCopy, make_site_copy, sweep_site  # noqa: E402
 
 from _preflight import URI, vm_blocker  # noqa: E402
 from _summary import NotRun, Report  # noqa: E402
+from tenancy.contract.loader import load_site, site_file  # noqa: E402
 from tenancy.plan.planner import plan_paths  # noqa: E402
 from tenancy.policy.runner import (  # noqa: E402
     RunRequest,
@@ -74,7 +75,6 @@ from tenancy.policy.runner import (  # noqa: E402
     wait_for_ssh,
 )
 from tenancy.policy.variables import load_policy_sources, policy_inventory  # noqa: E402
-from tenancy.spec.loader import load_site, site_file  # noqa: E402
 
 SITE = TENANT = "it-bench"
 CIDR = "10.30.203.0/24"
@@ -114,7 +114,7 @@ def inventory_of(copy: SiteCopy) -> tuple[dict[str, Any], dict[str, str]]:
     site, _ = load_site(site_file(copy.root / "stacks", SITE), SITE, copy.root)
     assert site is not None
     plan = result.plans[SITE]
-    inv = policy_inventory(plan, site.spec, load_policy_sources(copy.root), date.today())
+    inv = policy_inventory(plan, site.model, load_policy_sources(copy.root), date.today())
     return inv, {m.domain: m.address for m in plan.machines()}
 
 

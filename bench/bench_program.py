@@ -59,11 +59,11 @@ from pulumi.runtime.sync_await import _sync_await
 from _preflight import URI, engine_blocker, libvirt_blocker
 from _summary import Report
 from bench_validate_plan import generate, positive, sizes_arg
+from tenancy.contract.loader import load_site, site_file
 from tenancy.infra import program as tenancy_program
 from tenancy.infra.hypervisor import BaseImage
 from tenancy.infra.program_config import ProgramInputs, cache_dir
 from tenancy.plan.planner import plan_paths
-from tenancy.spec.loader import load_site, site_file
 
 REPO = Path(__file__).resolve().parents[1]
 SITE = "bench"  # the generator's site name; previews rename it per run
@@ -139,7 +139,7 @@ def mock_inputs(root: Path) -> ProgramInputs:
     assert site is not None
     return ProgramInputs(
         root=root,
-        site=site.spec,
+        site=site.model,
         plan=result.plans[SITE],
         ledger=result.ledgers[SITE],
         ledger_current=True,

@@ -4,11 +4,11 @@ Two comparisons for 10, 100 and 1000 generated tenants, each side measured in th
 same run on the same files:
 
 * **schema only, equal work** (the ratio with a target): every tenant file read by
-  the same YAML loader (``tenancy.spec.yamlsource.load_file``, the one ``tenancy
+  the same YAML loader (``tenancy.contract.yamlsource.load_file``, the one ``tenancy
   validate`` uses), then checked against the tenant v1 contract, in-process,
   best of 3, the cyclic GC paused on both sides as ``plan_paths`` does:
 
-  - ours: ``TenantSpec.model_validate`` (the pydantic models: shape, types, patterns,
+  - ours: ``Tenant.model_validate`` (the pydantic models: shape, types, patterns,
     and the custom checks of endpoints, ports and CIDRs the JSON Schema cannot say);
   - baseline: ``jsonschema.Draft202012Validator`` with the exported JSON Schema
     (``tenancy schema``), every error collected (``iter_errors``), compiled once.
@@ -46,10 +46,10 @@ import yaml
 from pydantic import ValidationError
 
 from _summary import Report
+from tenancy.contract.models import Tenant
+from tenancy.contract.yamlsource import Document, load_file
 from tenancy.gcpause import cyclic_gc_paused
 from tenancy.plan.planner import plan_paths
-from tenancy.spec.models import TenantSpec
-from tenancy.spec.yamlsource import Document, load_file
 
 SITE = "bench"
 FLAVORS = {
@@ -215,7 +215,7 @@ def run_checked(cmd: list[str], what: str) -> None:
 
 def tenant_schema() -> dict[str, Any]:
     """The JSON Schema ``tenancy schema`` prints (the same call, without a subprocess)."""
-    schema = TenantSpec.model_json_schema(by_alias=True, mode="validation")
+    schema = Tenant.model_json_schema(by_alias=True, mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
 
@@ -229,7 +229,7 @@ def check_pydantic(files: list[Path]) -> int:
     bad = 0
     for f in files:
         try:
-            TenantSpec.model_validate(load_file(f).data)
+            Tenant.model_validate(load_file(f).data)
         except ValidationError:
             bad += 1
     return bad
@@ -286,7 +286,7 @@ def bench_size(n: int, workdir: Path, runs: int) -> dict[str, float]:
 def print_tables(rows: list[dict[str, float]], runs: int) -> None:
     print(f"\n== schema only, equal work (in-process, same YAML loader, best of {runs}) ==")
     print("  parse       our YAML loader alone: the part both sides share")
-    print("  pydantic    parse + TenantSpec.model_validate (ours)")
+    print("  pydantic    parse + Tenant.model_validate (ours)")
     print("  jsonschema  parse + Draft202012Validator(tenancy schema).iter_errors (baseline)")
     head = f"{'tenants':>8} {'parse':>9} {'pydantic':>9} {'jsonschema':>11} {'pyd/js':>7}"
     print(head + f" {'pyd/js w/o parse':>17}")

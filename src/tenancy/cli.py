@@ -13,14 +13,14 @@ from typing import TextIO
 import yaml
 
 from tenancy import __version__
+from tenancy.contract.loader import display_path, load_site, site_file
+from tenancy.contract.models import Site, Tenant
+from tenancy.contract.types import DNS_LABEL_RE
 from tenancy.plan.ledger import ledger_path, write_ledger
 from tenancy.plan.planner import PlanResult, known_sites, plan_paths
 from tenancy.render import plan_report
 from tenancy.render.env import render
 from tenancy.render.inventory import inventory
-from tenancy.spec.loader import display_path, load_site, site_file
-from tenancy.spec.models import SiteSpec, TenantSpec
-from tenancy.spec.types import DNS_LABEL_RE
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -115,7 +115,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    model = TenantSpec if args.kind == "tenant" else SiteSpec
+    model = Tenant if args.kind == "tenant" else Site
     schema = model.model_json_schema(by_alias=True, mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Tenancy tenant v1" if args.kind == "tenant" else "Tenancy site"
@@ -142,7 +142,7 @@ def cmd_new(args: argparse.Namespace) -> int:
         for e in errors:
             print(e, file=sys.stderr)
         return EXIT_INVALID
-    s = site.spec
+    s = site.model
     target = Path(args.output) if args.output else root / "tenants" / f"{name}.yaml"
     text = render(
         "tenant/tenant.yaml.j2",
@@ -179,7 +179,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
         _print_problems(result)
         return EXIT_INVALID
     site, _ = load_site(site_file(root / "stacks", args.site), args.site, root)
-    user = site.spec.ops.user if site else "ops"
+    user = site.model.ops.user if site else "ops"
     inv = inventory(result.plans[args.site], user)
     if args.format == "json":
         print(json.dumps(inv, indent=2, sort_keys=True, ensure_ascii=False))

@@ -14,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 from tenancy import cli
+from tenancy.contract.loader import load_site, site_file
 from tenancy.engine import state_dir
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.catalogue import CatalogueError
@@ -35,7 +36,6 @@ from tenancy.policy.variables import (
     policy_inventory,
     tenant_hosts,
 )
-from tenancy.spec.loader import load_site, site_file
 
 #: Exit codes of ``tenancy harden`` beyond the common 0/1/2.
 EXIT_FAILED, EXIT_DRIFT = 3, 4
@@ -80,15 +80,15 @@ def _harden(args: argparse.Namespace) -> int:
         return cli.EXIT_INVALID
     try:
         sources = load_policy_sources(root)
-        inv = policy_inventory(plan, site.spec, sources, date.today(), args.tenant or None)
+        inv = policy_inventory(plan, site.model, sources, date.today(), args.tenant or None)
     except (CatalogueError, VariablesError) as exc:
         return _fail(f"nothing run:\n{exc}", cli.EXIT_INVALID)
     hosts = tenant_hosts(inv)
     if not hosts:
         print(f"site {args.site}: no machines planned; nothing to do", file=sys.stderr)
         return cli.EXIT_OK
-    key = private_key_for(root, site.spec.ops.ssh_key_files)
-    user = site.spec.ops.user
+    key = private_key_for(root, site.model.ops.ssh_key_files)
+    user = site.model.ops.user
     if args.wait > 0:
         addresses = {h: str(v["ansible_host"]) for h, v in hosts.items()}
         try:

@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from tenancy.cli import main as cli_main
+from tenancy.contract.errors import SpecError
 from tenancy.plan.planner import PlanResult, plan_paths
-from tenancy.spec.errors import SpecError
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parent / "data"

@@ -24,11 +24,11 @@ from pulumi.runtime import rpc
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from tenancy.contract.loader import load_site, site_file
 from tenancy.infra.hypervisor import BaseImage
 from tenancy.infra.program_config import ProgramInputs
 from tenancy.plan.ledger import ledger_path, read_ledger
 from tenancy.plan.planner import plan_paths
-from tenancy.spec.loader import load_site, site_file
 
 DYNAMIC = "pulumi-python:dynamic/tenancy:"
 COMPONENT = "tenancy:infra:"
@@ -221,7 +221,7 @@ def program_inputs(
     on_disk = read_ledger(ledger_path(root / "stacks", site_name), site_name)
     return ProgramInputs(
         root=root,
-        site=site.spec,
+        site=site.model,
         plan=plan,
         ledger=ledger,
         ledger_current=on_disk == ledger,

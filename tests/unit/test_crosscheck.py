@@ -21,9 +21,9 @@ from unit_helpers import (
     write_tenant,
 )
 
+from tenancy.contract.crosscheck import usage
+from tenancy.contract.loader import load_site, load_tenant
 from tenancy.plan.planner import PlanResult, plan_paths
-from tenancy.spec.crosscheck import usage
-from tenancy.spec.loader import load_site, load_tenant
 
 
 def validate(root: Path) -> PlanResult:

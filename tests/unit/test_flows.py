@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from unit_helpers import tenant_doc, write_tenant
 
+from tenancy.contract.types import PortRange
 from tenancy.plan.flows import _intersect, _narrow, _ports, is_cidr, split_ref
 from tenancy.plan.model import Plan, RulePlan, TenantPlan
 from tenancy.plan.planner import PlanResult, plan_paths
-from tenancy.spec.types import PortRange
 
 
 def machines(*groups: tuple[str, int]) -> list[dict[str, Any]]:

@@ -28,23 +28,21 @@ def parse(doc: str) -> ET.Element:
 
 
 def test_pool_xml_is_a_dir_pool_at_the_path() -> None:
-    root = parse(lx.pool_xml(lx.PoolSpec(name="tenants", path="/var/lib/tenancy/pools/t")))
+    root = parse(lx.pool_xml(lx.PoolDef(name="tenants", path="/var/lib/tenancy/pools/t")))
     assert root.tag == "pool" and root.get("type") == "dir"
     assert root.findtext("name") == "tenants"
     assert root.findtext("target/path") == "/var/lib/tenancy/pools/t"
 
 
 def test_volume_xml_plain_and_overlay() -> None:
-    plain = parse(lx.volume_xml(lx.VolumeSpec(name="data.qcow2", capacity=1 << 30)))
+    plain = parse(lx.volume_xml(lx.VolumeDef(name="data.qcow2", capacity=1 << 30)))
     assert plain.findtext("capacity") == str(1 << 30)
     assert plain.find("capacity").get("unit") == "bytes"  # type: ignore[union-attr]
     assert plain.find("target/format").get("type") == "qcow2"  # type: ignore[union-attr]
     assert plain.find("backingStore") is None
 
     overlay = parse(
-        lx.volume_xml(
-            lx.VolumeSpec(name="vm.qcow2", capacity=3 << 30, backing_path="/p/base.qcow2")
-        )
+        lx.volume_xml(lx.VolumeDef(name="vm.qcow2", capacity=3 << 30, backing_path="/p/base.qcow2"))
     )
     assert overlay.findtext("backingStore/path") == "/p/base.qcow2"
     assert overlay.find("backingStore/format").get("type") == "qcow2"  # type: ignore[union-attr]
@@ -52,7 +50,7 @@ def test_volume_xml_plain_and_overlay() -> None:
 
 def test_volume_xml_rejects_zero_capacity() -> None:
     with pytest.raises(ValueError, match="capacity"):
-        lx.volume_xml(lx.VolumeSpec(name="x", capacity=0))
+        lx.volume_xml(lx.VolumeDef(name="x", capacity=0))
 
 
 def test_qcow2_header_parsing() -> None:
@@ -163,7 +161,7 @@ def test_nwfilter_xml_keeps_uuid_and_body() -> None:
         "<rule action='accept' direction='in' priority='500'>"
         "<tcp dstportstart='22'/></rule>"
     )
-    root = parse(lx.nwfilter_xml(lx.NwFilterSpec(name="tn-app", body=body, uuid="1234")))
+    root = parse(lx.nwfilter_xml(lx.NwFilterDef(name="tn-app", body=body, uuid="1234")))
     assert root.get("name") == "tn-app" and root.get("chain") == "root"
     assert root.findtext("uuid") == "1234"
     assert [child.tag for child in root] == ["uuid", "filterref", "rule"]

@@ -13,10 +13,10 @@ import yaml
 from pydantic import ValidationError
 from unit_helpers import DATA, EXAMPLE_TENANTS, REPO, assert_located, find, tenant_doc
 
-from tenancy.spec.errors import ErrorList, Location, SpecError, describe
-from tenancy.spec.loader import load_site, load_tenant, load_tenants, tenant_files
-from tenancy.spec.models import SiteSpec, TenantSpec
-from tenancy.spec.types import PortRange, parse_port
+from tenancy.contract.errors import ErrorList, Location, SpecError, describe
+from tenancy.contract.loader import load_site, load_tenant, load_tenants, tenant_files
+from tenancy.contract.models import Site, Tenant
+from tenancy.contract.types import PortRange, parse_port
 
 Doc = dict[str, Any]
 
@@ -84,7 +84,7 @@ def test_base_document_is_valid(tmp_path: Path) -> None:
 def test_example_tenants_are_valid(name: str) -> None:
     loaded, errors = load_tenant(REPO / "tenants" / f"{name}.yaml")
     assert errors == []
-    assert loaded is not None and loaded.spec.name == name
+    assert loaded is not None and loaded.model.name == name
 
 
 def test_unicode_data_file_is_valid(tmp_path: Path) -> None:
@@ -367,7 +367,7 @@ def test_defaults() -> None:
     machine = doc["spec"]["machines"][0]
     for key in ("count", "diskGiB", "role", "volumes"):
         del machine[key]
-    spec = TenantSpec.model_validate(doc)
+    spec = Tenant.model_validate(doc)
     m = spec.spec.machines[0]
     assert (m.count, m.disk_gib, m.role, m.group, m.protect) == (1, 10, None, "app", False)
     assert m.instance_names() == ["app-1"]
@@ -379,12 +379,12 @@ def test_defaults() -> None:
 def test_volume_backup_defaults_to_none() -> None:
     doc = base()
     del doc["spec"]["machines"][0]["volumes"][0]["backup"]
-    spec = TenantSpec.model_validate(doc)
+    spec = Tenant.model_validate(doc)
     assert spec.spec.machines[0].volumes[0].backup == "none"
 
 
 def test_models_are_frozen() -> None:
-    spec = TenantSpec.model_validate(base())
+    spec = Tenant.model_validate(base())
     with pytest.raises(ValidationError):
         spec.metadata.name = "other"  # type: ignore[misc]
 
@@ -414,7 +414,7 @@ def check_site(tmp_path: Path, site: Doc | str, name: str = "local") -> list[Spe
 def test_example_sites_are_valid(stack: str) -> None:
     loaded, errors = load_site(REPO / "stacks" / f"Pulumi.{stack}.yaml", stack, REPO)
     assert errors == []
-    assert loaded is not None and loaded.spec.name == stack
+    assert loaded is not None and loaded.model.name == stack
     assert loaded.locate("name").file == f"stacks/Pulumi.{stack}.yaml"
 
 
@@ -482,7 +482,7 @@ def test_stack_without_site(tmp_path: Path) -> None:
 
 
 def test_site_helpers() -> None:
-    spec = SiteSpec.model_validate(site_doc())
+    spec = Site.model_validate(site_doc())
     assert spec.pool_names() == {"default", "bulk"}
     assert spec.vlan_range == [100, 3999]
     assert spec.backup_schedules == ["none", "daily", "weekly"]
@@ -507,7 +507,7 @@ def test_load_tenants_collects_every_file(tmp_path: Path) -> None:
         (tmp_path / f"{name}.yaml").write_bytes((DATA / "broken" / f"{name}.yaml").read_bytes())
     (tmp_path / "sample.yaml").write_text(yaml.safe_dump(base()), encoding="utf-8")
     loaded, errors = load_tenants([tmp_path], tmp_path)
-    assert [t.spec.name for t in loaded] == ["sample"]
+    assert [t.model.name for t in loaded] == ["sample"]
     assert {e.location.file for e in errors} == {
         "wrong-types.yaml",
         "unknown-keys.yaml",

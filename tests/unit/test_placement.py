@@ -10,17 +10,17 @@ import pytest
 import yaml
 from unit_helpers import REPO, errors_of, find, tenant_doc, write_tenant
 
+from tenancy.contract.models import Site
 from tenancy.plan.ledger import ledger_path, write_ledger
 from tenancy.plan.placement import Demand, HostState, host_states, place
 from tenancy.plan.planner import plan_paths
-from tenancy.spec.models import SiteSpec
 
 
-def site(name: str = "dc-east", **changes: Any) -> SiteSpec:
+def site(name: str = "dc-east", **changes: Any) -> Site:
     data = yaml.safe_load((REPO / "stacks" / f"Pulumi.{name}.yaml").read_text(encoding="utf-8"))
     spec = dict(data["config"]["tenancy:site"])
     spec.update(changes)
-    return SiteSpec.model_validate(spec)
+    return Site.model_validate(spec)
 
 
 def demand(tenant: str, inst: str, group: str = "app", vcpus: int = 2, mem: int = 4096) -> Demand:
@@ -115,7 +115,7 @@ def test_unplaceable_reasons_are_bounded() -> None:
 
 
 def reference_place(
-    spec: SiteSpec, demands: list[Demand], previous: dict[tuple[str, str], str]
+    spec: Site, demands: list[Demand], previous: dict[tuple[str, str], str]
 ) -> dict[tuple[str, str], str]:
     """The placement rule, written the obvious way: min over all fitting hosts."""
     hosts = host_states(spec)

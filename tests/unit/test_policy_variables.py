@@ -16,6 +16,8 @@ import pytest
 import yaml
 from unit_helpers import REPO, tenant_doc, write_tenant
 
+from tenancy.contract.loader import load_site, site_file
+from tenancy.contract.models import Site
 from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.catalogue import Waiver
@@ -30,18 +32,16 @@ from tenancy.policy.variables import (
     site_variables,
     tenant_hosts,
 )
-from tenancy.spec.loader import load_site, site_file
-from tenancy.spec.models import SiteSpec
 
 TODAY = date(2026, 11, 28)
 FIREWALL_VARS = yaml.safe_load((REPO / "roles/tenancy_firewall/vars/main.yml").read_text())
 RULE_KEYS = {"direction", "peer_cidr", "proto", "port", "comment"}
 
 
-def site_spec(root: Path, name: str) -> SiteSpec:
+def site_spec(root: Path, name: str) -> Site:
     site, errors = load_site(site_file(root / "stacks", name), name, root)
     assert site is not None, errors
-    return site.spec
+    return site.model
 
 
 def plan_for(root: Path, name: str) -> Plan:
@@ -61,7 +61,7 @@ def local_plan() -> Plan:
 
 
 @pytest.fixture(scope="module")
-def local_site() -> SiteSpec:
+def local_site() -> Site:
     return site_spec(REPO, "local")
 
 
@@ -80,7 +80,7 @@ def waiver(control: str, tenant: str, hosts: list[str], expires: date) -> Waiver
 
 
 def test_local_site_variables_fall_back_to_the_segment_gateway(
-    local_plan: Plan, local_site: SiteSpec
+    local_plan: Plan, local_site: Site
 ) -> None:
     hr = next(t for t in local_plan.tenants if t.name == "hr")
     got = site_variables(local_site, hr)
@@ -97,7 +97,7 @@ def test_local_site_variables_fall_back_to_the_segment_gateway(
     assert set(got) == set(SITE_VARIABLES)
 
 
-def test_site_settings_pass_through(local_plan: Plan, local_site: SiteSpec) -> None:
+def test_site_settings_pass_through(local_plan: Plan, local_site: Site) -> None:
     site = local_site.model_copy(
         update={
             "ops": local_site.ops.model_copy(update={"cidrs": ["10.99.0.0/26"]}),
@@ -180,7 +180,7 @@ def test_single_ports_are_ints_and_ranges_strings(project: Path) -> None:
 
 
 def test_inventory_carries_every_policy_variable(
-    local_plan: Plan, local_site: SiteSpec, sources: PolicySources
+    local_plan: Plan, local_site: Site, sources: PolicySources
 ) -> None:
     inv = policy_inventory(local_plan, local_site, sources, TODAY)
     hosts = tenant_hosts(inv)
@@ -199,21 +199,19 @@ def test_inventory_carries_every_policy_variable(
     assert set(inv["all"]["children"]["hr"]["children"]) == {"hr_web"}
 
 
-def test_inventory_is_yaml_safe(
-    local_plan: Plan, local_site: SiteSpec, sources: PolicySources
-) -> None:
+def test_inventory_is_yaml_safe(local_plan: Plan, local_site: Site, sources: PolicySources) -> None:
     inv = policy_inventory(local_plan, local_site, sources, TODAY)
     assert yaml.safe_load(yaml.safe_dump(inv)) == inv
 
 
-def test_tenant_filter(local_plan: Plan, local_site: SiteSpec, sources: PolicySources) -> None:
+def test_tenant_filter(local_plan: Plan, local_site: Site, sources: PolicySources) -> None:
     inv = policy_inventory(local_plan, local_site, sources, TODAY, ["tourism"])
     assert list(inv["all"]["children"]) == ["tourism"]
     assert list(tenant_hosts(inv)) == ["tourism-web-1"]
 
 
 def test_unknown_tenant_is_an_error(
-    local_plan: Plan, local_site: SiteSpec, sources: PolicySources
+    local_plan: Plan, local_site: Site, sources: PolicySources
 ) -> None:
     with pytest.raises(VariablesError) as err:
         policy_inventory(local_plan, local_site, sources, TODAY, ["nope"])
@@ -221,7 +219,7 @@ def test_unknown_tenant_is_an_error(
 
 
 def test_unknown_profile_is_an_error_naming_the_file(
-    project: Path, local_site: SiteSpec, sources: PolicySources
+    project: Path, local_site: Site, sources: PolicySources
 ) -> None:
     write_tenant(project, tenant_doc("strict", policies=["baseline", "pci-dss"]))
     plan = plan_for(project, "local")
@@ -246,7 +244,7 @@ def test_site_problems_are_errors_unless_left_to_the_caller(sources: PolicySourc
 
 
 def test_active_waivers_only_for_the_hosts_they_name(
-    local_plan: Plan, local_site: SiteSpec, sources: PolicySources
+    local_plan: Plan, local_site: Site, sources: PolicySources
 ) -> None:
     waivers = (
         waiver("BASE-SSH-08", "hr", ["hr-portal-1"], date(2027, 1, 31)),

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from unit_helpers import DATA
 
-from tenancy.spec.errors import SpecError
-from tenancy.spec.yamlsource import (
+from tenancy.contract.errors import SpecError
+from tenancy.contract.yamlsource import (
     MAX_BYTES,
     MAX_DEPTH,
     MAX_NODES,

@@ -22,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from tenancy.contract.loader import load_site, site_file
 from tenancy.doctor import checks
 from tenancy.doctor.model import (
     CommandResult,
@@ -34,7 +35,6 @@ from tenancy.doctor.model import (
     UserFact,
 )
 from tenancy.plan.planner import plan_paths
-from tenancy.spec.loader import load_site, site_file
 
 LIBVIRT_URI = "qemu:///system"
 # the first call after a cold libvirtd start waits for its QEMU probe (tools/hypervisor.sh)
@@ -82,7 +82,7 @@ def site_facts(root: Path, site: str) -> tuple[SiteFacts | None, str | None]:
     if loaded is None:
         first = str(errors[0]) if errors else "unknown error"
         return None, f"stacks/{path.name}: {len(errors)} error(s); first: {first}"
-    spec = loaded.spec
+    spec = loaded.model
     local = tuple(h.name for h in spec.hosts if is_local_uri(h.uri))
     remote = tuple(h.name for h in spec.hosts if not is_local_uri(h.uri))
     pools = {(h.name, p.name): p.path for h in spec.hosts for p in h.pools}

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import pulumi
 
+from tenancy.contract.models import HostSpec
 from tenancy.infra.dynamic import StoragePool, StoragePoolArgs, Volume, VolumeArgs
 from tenancy.infra.dynamic.hostfirewall import HostFirewall, HostFirewallArgs
-from tenancy.spec.models import HostSpec
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from tenancy.contract.loader import load_site, site_file
+from tenancy.contract.models import Site
 from tenancy.infra.hypervisor import BaseImage
 from tenancy.plan.ledger import Ledger, ledger_path, read_ledger
 from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
-from tenancy.spec.loader import load_site, site_file
-from tenancy.spec.models import SiteSpec
 
 
 class ProgramInputError(Exception):
@@ -28,7 +28,7 @@ class ProgramInputError(Exception):
 @dataclass(frozen=True)
 class ProgramInputs:
     root: Path
-    site: SiteSpec
+    site: Site
     plan: Plan
     ledger: Ledger
     ledger_current: bool
@@ -105,9 +105,9 @@ def load_inputs(root: Path, stack: str, approve: list[str]) -> ProgramInputs:
     site, _ = load_site(site_file(root / "stacks", stack), stack, root)
     assert site is not None  # plan_paths validated it
     used = {m.image for m in plan.machines()}
-    images = {n: resolve_image(n, site.spec.images[n].source) for n in sorted(used)}
-    keys = list(site.spec.ops.ssh_keys)
-    for key_file in site.spec.ops.ssh_key_files:
+    images = {n: resolve_image(n, site.model.images[n].source) for n in sorted(used)}
+    keys = list(site.model.ops.ssh_keys)
+    for key_file in site.model.ops.ssh_key_files:
         path = (root / key_file) if not key_file.startswith("/") else Path(key_file)
         if not path.is_file():
             raise ProgramInputError(f"ops SSH key file {path} is missing (run `make state`)")
@@ -116,7 +116,7 @@ def load_inputs(root: Path, stack: str, approve: list[str]) -> ProgramInputs:
     on_disk = read_ledger(ledger_path(root / "stacks", stack), stack)
     return ProgramInputs(
         root=root,
-        site=site.spec,
+        site=site.model,
         plan=plan,
         ledger=ledger,
         ledger_current=on_disk == ledger,

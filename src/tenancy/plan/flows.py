@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from tenancy.contract.errors import SpecError
+from tenancy.contract.loader import LoadedTenant
+from tenancy.contract.models import KEYWORD_ENDPOINTS, ExternalNetworks
+from tenancy.contract.types import PortRange, parse_port
 from tenancy.plan.model import RulePlan
-from tenancy.spec.errors import SpecError
-from tenancy.spec.loader import LoadedTenant
-from tenancy.spec.models import KEYWORD_ENDPOINTS, ExternalNetworks
-from tenancy.spec.types import PortRange, parse_port
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def compile_flows(
         )
 
     for dst_name, dst in sorted(tenants.items()):
-        for i, ing in enumerate(dst.spec.spec.firewall.ingress):
+        for i, ing in enumerate(dst.model.spec.firewall.ingress):
             local = addressing[dst_name].cidrs(ing.to)
             if ing.source in KEYWORD_ENDPOINTS or is_cidr(ing.source):
                 rules[dst_name].append(
@@ -97,7 +97,7 @@ def compile_flows(
             if src is None:
                 continue  # reported by cross-checks
             opened = False
-            for j, eg in enumerate(src.spec.spec.firewall.egress):
+            for j, eg in enumerate(src.model.spec.firewall.egress):
                 if eg.to in KEYWORD_ENDPOINTS or is_cidr(eg.to):
                     continue
                 eg_tenant, eg_group = split_ref(eg.to)
@@ -151,7 +151,7 @@ def compile_flows(
                 )
 
     for src_name, src in sorted(tenants.items()):
-        for j, eg in enumerate(src.spec.spec.firewall.egress):
+        for j, eg in enumerate(src.model.spec.firewall.egress):
             local = addressing[src_name].cidrs(eg.source)
             if eg.to in KEYWORD_ENDPOINTS or is_cidr(eg.to):
                 rules[src_name].append(external_rule("egress", eg.source, local, eg.to, eg.ports))

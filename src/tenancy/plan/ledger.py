@@ -12,9 +12,9 @@ from typing import Annotated
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from tenancy.spec.errors import SpecError
-from tenancy.spec.loader import pydantic_errors
-from tenancy.spec.yamlsource import LoadError, load_file
+from tenancy.contract.errors import SpecError
+from tenancy.contract.loader import pydantic_errors
+from tenancy.contract.yamlsource import LoadError, load_file
 
 LEDGER_VERSION = 1
 _MAC_RE = r"^52:54:00(:[0-9a-f]{2}){3}$"

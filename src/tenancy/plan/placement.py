@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 
-from tenancy.spec.models import SiteSpec
+from tenancy.contract.models import Site
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class HostState:
         self.groups[demand.group] = self.groups.get(demand.group, 0) + 1
 
 
-def host_states(site: SiteSpec) -> dict[str, HostState]:
+def host_states(site: Site) -> dict[str, HostState]:
     return {
         h.name: HostState(
             name=h.name,
@@ -80,7 +80,7 @@ def host_states(site: SiteSpec) -> dict[str, HostState]:
 
 
 def place(
-    site: SiteSpec, demands: list[Demand], previous: dict[tuple[str, str], str]
+    site: Site, demands: list[Demand], previous: dict[tuple[str, str], str]
 ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str], dict[str, HostState]]:
     """Returns (placements, unplaceable instance -> reason, host usage)."""
     hosts = host_states(site)

@@ -6,6 +6,17 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tenancy.contract import crosscheck
+from tenancy.contract.errors import ErrorList, Location, SpecError
+from tenancy.contract.loader import (
+    LoadedSite,
+    LoadedTenant,
+    display_path,
+    load_site,
+    load_tenants,
+    site_file,
+    tenant_files,
+)
 from tenancy.gcpause import cyclic_gc_paused
 from tenancy.plan import ipam, names
 from tenancy.plan.flows import Addressing, compile_flows
@@ -19,17 +30,6 @@ from tenancy.plan.model import (
     VolumePlan,
 )
 from tenancy.plan.placement import Demand, place
-from tenancy.spec import crosscheck
-from tenancy.spec.errors import ErrorList, Location, SpecError
-from tenancy.spec.loader import (
-    LoadedSite,
-    LoadedTenant,
-    display_path,
-    load_site,
-    load_tenants,
-    site_file,
-    tenant_files,
-)
 
 
 @dataclass
@@ -54,7 +54,7 @@ def plan_site(
     ledger_file: str = "the ledger",
 ) -> tuple[Plan | None, Ledger | None, list[SpecError]]:
     """Plan one site; ``tenants`` are the tenants of this site only (already cross-checked)."""
-    s = site.spec
+    s = site.model
     problems: list[SpecError] = []
     fixed: list[tuple[str, str]] = [(c, "site reserved range") for c in s.reserved]
     for kw in ("intranet", "extranet"):
@@ -63,7 +63,7 @@ def plan_site(
     explicit: set[str] = set()
     # explicit CIDRs and ledger entries first, so new allocations never move them
     for name, t in sorted(tenants.items()):
-        cidr = t.spec.spec.network.cidr
+        cidr = t.model.spec.network.cidr
         if cidr is not None:
             segments[name] = cidr
             explicit.add(name)
@@ -76,14 +76,14 @@ def plan_site(
     for name, t in sorted(tenants.items()):
         if name in segments:
             continue
-        pool = getattr(s.address_pools, t.spec.spec.zone)
+        pool = getattr(s.address_pools, t.model.spec.zone)
         new_cidr = allocator.allocate(pool, s.address_pools.segment_prefix)
         if new_cidr is None:
             problems.append(
                 SpecError(
                     t.locate("spec", "zone"),
                     "spec.network.cidr",
-                    f"address pool {pool} of zone {t.spec.spec.zone} is full",
+                    f"address pool {pool} of zone {t.model.spec.zone} is full",
                     f"a free /{s.address_pools.segment_prefix}",
                 )
             )
@@ -112,7 +112,7 @@ def plan_site(
     addresses: dict[str, dict[str, str]] = {}
     demands: list[Demand] = []
     for name, t in sorted(tenants.items()):
-        instances = [i for m in t.spec.spec.machines for i in m.instance_names()]
+        instances = [i for m in t.model.spec.machines for i in m.instance_names()]
         if name not in segments:
             continue
         prev = ledger.tenants[name].addresses if name in ledger.tenants else {}
@@ -127,7 +127,7 @@ def plan_site(
                 )
             )
         addresses[name] = got
-        for m in t.spec.spec.machines:
+        for m in t.model.spec.machines:
             flavor = s.flavors[m.flavor]
             storage = {"@root": m.disk_gib}
             for vol in m.volumes:
@@ -147,7 +147,7 @@ def plan_site(
     placed, failed, host_use = place(s, demands, previous)
     for (tname, inst), reason in sorted(failed.items()):
         t = tenants[tname]
-        idx = next(k for k, m in enumerate(t.spec.spec.machines) if inst in m.instance_names())
+        idx = next(k for k, m in enumerate(t.model.spec.machines) if inst in m.instance_names())
         problems.append(
             SpecError(
                 t.locate("spec", "machines", idx),
@@ -163,7 +163,7 @@ def plan_site(
     addressing: dict[str, Addressing] = {}
     for name, t in tenants.items():
         groups: dict[str, list[str]] = {}
-        for m in t.spec.spec.machines:
+        for m in t.model.spec.machines:
             groups.setdefault(m.group, []).extend(
                 f"{addresses[name][i]}/32" for i in m.instance_names()
             )
@@ -178,7 +178,7 @@ def plan_site(
     bridges, macs = _link_names(s.name, tenants, ledger)
     for name, t in sorted(tenants.items()):
         machines: list[MachinePlan] = []
-        for m in t.spec.spec.machines:
+        for m in t.model.spec.machines:
             flavor = s.flavors[m.flavor]
             for inst in m.instance_names():
                 host = placed[(name, inst)]
@@ -213,11 +213,11 @@ def plan_site(
         tenant_plans.append(
             TenantPlan(
                 name=name,
-                display_name=t.spec.metadata.display_name,
-                owner=t.spec.metadata.owner,
-                zone=t.spec.spec.zone,
+                display_name=t.model.metadata.display_name,
+                owner=t.model.metadata.owner,
+                zone=t.model.spec.zone,
                 file=t.file,
-                policies=list(t.spec.spec.policies),
+                policies=list(t.model.spec.policies),
                 segment=SegmentPlan(
                     cidr=cidr,
                     gateway=ipam.gateway(cidr),
@@ -284,7 +284,7 @@ def _link_names(
     used_bridges: set[str] = set()
     used_macs: set[str] = set()
     instances = {
-        name: [i for m in t.spec.spec.machines for i in m.instance_names()]
+        name: [i for m in t.model.spec.machines for i in m.instance_names()]
         for name, t in sorted(tenants.items())
     }
     for name, insts in instances.items():
@@ -429,29 +429,29 @@ def _plan_paths(
     result.tenant_count = len(loaded)
     by_name: dict[str, LoadedTenant] = {}
     for t in loaded:
-        if t.spec.name in by_name:
-            first = by_name[t.spec.name]
+        if t.model.name in by_name:
+            first = by_name[t.model.name]
             result.problems.add(
                 SpecError(
                     t.locate("metadata", "name"),
                     "metadata.name",
                     "duplicate tenant name",
                     "unique tenant names",
-                    repr(t.spec.name),
+                    repr(t.model.name),
                     related=(first.locate("metadata", "name"),),
                 )
             )
             continue
-        by_name[t.spec.name] = t
+        by_name[t.model.name] = t
     stacks = root / "stacks"
-    wanted = set(sites) if sites else {t.spec.spec.site for t in by_name.values()}
+    wanted = set(sites) if sites else {t.model.spec.site for t in by_name.values()}
     loaded_sites: dict[str, LoadedSite] = {}
     ledgers: dict[str, tuple[Ledger, str]] = {}
-    for site_name in sorted(wanted | {t.spec.spec.site for t in by_name.values()}):
+    for site_name in sorted(wanted | {t.model.spec.site for t in by_name.values()}):
         path = site_file(stacks, site_name)
         if not path.is_file():
             for t in by_name.values():
-                if t.spec.spec.site == site_name:
+                if t.model.spec.site == site_name:
                     result.problems.add(
                         SpecError(
                             t.locate("spec", "site"),
@@ -482,18 +482,18 @@ def _plan_paths(
         if ledger is not None:
             ledgers[site_name] = (ledger, display_path(lpath, root))
     for t in by_name.values():
-        site = loaded_sites.get(t.spec.spec.site)
+        site = loaded_sites.get(t.model.spec.site)
         if site is not None:
             result.problems.extend(crosscheck.check_against_site(t, site))
     result.problems.extend(crosscheck.check_references(by_name))
     for site_name, site in sorted(loaded_sites.items()):
-        on_site = {n: t for n, t in by_name.items() if t.spec.spec.site == site_name}
+        on_site = {n: t for n, t in by_name.items() if t.model.spec.site == site_name}
         result.problems.extend(crosscheck.check_cidrs(on_site, site))
     if result.problems.errors:
         return result
     for site_name in sorted(wanted):
         site = loaded_sites[site_name]
-        on_site = {n: t for n, t in by_name.items() if t.spec.spec.site == site_name}
+        on_site = {n: t for n, t in by_name.items() if t.model.spec.site == site_name}
         ledger, ledger_file = ledgers[site_name]
         plan, new_ledger, problems = plan_site(site, on_site, ledger, ledger_file)
         result.problems.extend(problems)

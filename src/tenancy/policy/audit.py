@@ -42,6 +42,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from tenancy.contract.loader import load_site, site_file
 from tenancy.engine import state_dir
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.catalogue import CatalogueError
@@ -54,7 +55,6 @@ from tenancy.policy.variables import (
     tenant_hosts,
 )
 from tenancy.render.inventory import group_name
-from tenancy.spec.loader import load_site, site_file
 
 __all__ = [
     "AuditError",
@@ -131,7 +131,7 @@ def audit_inventory(
         raise AuditError("\n".join(str(e) for e in errors))
     try:
         sources = load_policy_sources(root)
-        inv = policy_inventory(plan, loaded.spec, sources, today)
+        inv = policy_inventory(plan, loaded.model, sources, today)
     except (CatalogueError, VariablesError) as exc:
         raise AuditError(str(exc)) from None
     connection: dict[str, Any] = {
@@ -147,7 +147,7 @@ def audit_inventory(
             ]
         )
     }
-    key = private_key_for(root, loaded.spec.ops.ssh_key_files)
+    key = private_key_for(root, loaded.model.ops.ssh_key_files)
     if key is not None:
         connection["ansible_ssh_private_key_file"] = str(key)
         connection["ansible_ssh_common_args"] += " -o IdentitiesOnly=yes"

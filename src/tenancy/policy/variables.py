@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tenancy.contract.models import Site
 from tenancy.plan.model import MachinePlan, Plan, TenantPlan
 from tenancy.policy.catalogue import (
     Catalogue,
@@ -57,7 +58,6 @@ from tenancy.policy.catalogue import (
     waived_control_ids,
 )
 from tenancy.render.inventory import firewall_rules_for, group_name, inventory
-from tenancy.spec.models import SiteSpec
 
 __all__ = [
     "SITE_VARIABLES",
@@ -123,7 +123,7 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def site_problems(site: SiteSpec) -> list[str]:
+def site_problems(site: Site) -> list[str]:
     """What keeps the site's settings from reaching the roles (names instead of IPs)."""
     problems: list[str] = []
     for i, server in enumerate(site.ntp_servers):
@@ -142,7 +142,7 @@ def site_problems(site: SiteSpec) -> list[str]:
     return problems
 
 
-def site_variables(site: SiteSpec, tenant: TenantPlan) -> dict[str, Any]:
+def site_variables(site: Site, tenant: TenantPlan) -> dict[str, Any]:
     """The ``tenancy_site_*`` variables for the machines of ``tenant`` (see the module doc)."""
     gateway = tenant.segment.gateway
     ops = list(dict.fromkeys([*site.ops.cidrs, f"{gateway}/32"]))
@@ -223,7 +223,7 @@ def _profile_problems(tenant: TenantPlan, catalogue: Catalogue) -> list[str]:
 
 def policy_inventory(
     plan: Plan,
-    site: SiteSpec,
+    site: Site,
     sources: PolicySources,
     today: date,
     tenants: Iterable[str] | None = None,

@@ -11,9 +11,9 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from tenancy.contract.types import parse_port
 from tenancy.plan.model import Plan, RulePlan, TenantPlan
 from tenancy.render.env import render
-from tenancy.spec.types import parse_port
 
 OPS_PORTS = ("22/tcp",)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tenancy.contract.models import KEYWORD_ENDPOINTS
 from tenancy.plan.model import Plan
 from tenancy.render.env import render
-from tenancy.spec.models import KEYWORD_ENDPOINTS
 
 
 @dataclass(frozen=True)

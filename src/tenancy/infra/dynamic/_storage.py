@@ -12,7 +12,7 @@ from typing import IO, Any
 import libvirt
 
 from tenancy.infra import libvirt_conn
-from tenancy.infra.dynamic.xml import VolumeSpec, volume_xml
+from tenancy.infra.dynamic.xml import VolumeDef, volume_xml
 
 CHUNK = 256 * 1024  # libvirt's stream packets carry at most 256 KiB
 
@@ -55,7 +55,7 @@ def find_volume(conn: Any, pool_name: str, vol_name: str, *, refresh: bool = Fal
     return libvirt_conn.lookup(pool.storageVolLookupByName, vol_name)
 
 
-def create_volume(uri: str, pool_name: str, spec: VolumeSpec) -> Any:
+def create_volume(uri: str, pool_name: str, spec: VolumeDef) -> Any:
     """Create an empty (or overlay) volume; fails when the name is taken."""
     conn = libvirt_conn.connect(uri)
     pool = find_pool(conn, pool_name)
@@ -67,9 +67,7 @@ def create_volume(uri: str, pool_name: str, spec: VolumeSpec) -> Any:
     return pool.createXML(volume_xml(spec), 0)
 
 
-def upload_volume(
-    uri: str, pool_name: str, spec: VolumeSpec, source: IO[bytes], length: int
-) -> str:
+def upload_volume(uri: str, pool_name: str, spec: VolumeDef, source: IO[bytes], length: int) -> str:
     """Create a volume and stream ``length`` bytes of ``source`` into it.
 
     Returns the sha256 of what was sent. On any failure the volume is deleted
@@ -110,7 +108,7 @@ def upload_volume(
     return digest.hexdigest()
 
 
-def upload_bytes(uri: str, pool_name: str, spec: VolumeSpec, data: bytes) -> str:
+def upload_bytes(uri: str, pool_name: str, spec: VolumeDef, data: bytes) -> str:
     return upload_volume(uri, pool_name, spec, io.BytesIO(data), len(data))
 
 

@@ -26,7 +26,7 @@ from tenancy.infra.dynamic._base import (
     prop_opt_str,
     prop_str,
 )
-from tenancy.infra.dynamic.xml import VolumeSpec, check_name
+from tenancy.infra.dynamic.xml import VolumeDef, check_name
 
 
 def seed_content_sha256(user_data: str, meta_data: str, network_config: str | None) -> str:
@@ -113,7 +113,7 @@ class CloudInitDiskProvider(LibvirtProvider):
         meta_data = str(props.get("meta_data") or "")
         network_config = prop_opt_str(props, "network_config")
         iso = build_seed_iso(user_data, meta_data, network_config)
-        spec = VolumeSpec(name=name, capacity=len(iso), format="raw")
+        spec = VolumeDef(name=name, capacity=len(iso), format="raw")
         _storage.upload_bytes(uri, pool_name, spec, iso)
         conn = libvirt_conn.connect(uri)
         vol = _storage.find_volume(conn, pool_name, name)

@@ -27,9 +27,9 @@ from tenancy.infra.dynamic._base import (
     prop_str,
 )
 from tenancy.infra.dynamic.xml import (
-    DiskSpec,
-    DomainSpec,
-    InterfaceSpec,
+    DiskDef,
+    DomainDef,
+    InterfaceDef,
     domain_problems,
     domain_xml,
     filter_parameters,
@@ -54,9 +54,9 @@ UNDEFINE_FLAGS = (
 )
 
 
-def _disk(item: Any) -> DiskSpec:
+def _disk(item: Any) -> DiskDef:
     entry = {**DISK_DEFAULTS, **dict(item)}
-    return DiskSpec(
+    return DiskDef(
         path=prop_str(entry, "path"),
         target=prop_str(entry, "target"),
         format=prop_str(entry, "format"),
@@ -66,10 +66,10 @@ def _disk(item: Any) -> DiskSpec:
     )
 
 
-def _interface(item: Any) -> InterfaceSpec:
+def _interface(item: Any) -> InterfaceDef:
     entry = {**INTERFACE_DEFAULTS, **dict(item)}
     params = prop_dict(entry, "filter_parameters")
-    return InterfaceSpec(
+    return InterfaceDef(
         network=prop_str(entry, "network"),
         mac=prop_str(entry, "mac").lower(),
         model=prop_str(entry, "model"),
@@ -78,9 +78,9 @@ def _interface(item: Any) -> InterfaceSpec:
     )
 
 
-def domain_spec(props: dict[str, Any], uuid: str | None = None) -> DomainSpec:
+def domain_spec(props: dict[str, Any], uuid: str | None = None) -> DomainDef:
     """The pure spec for a Domain property bag."""
-    return DomainSpec(
+    return DomainDef(
         name=prop_str(props, "name"),
         domain_type=prop_str(props, "domain_type"),
         memory_mib=prop_int(props, "memory_mib"),

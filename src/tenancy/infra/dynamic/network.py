@@ -27,7 +27,7 @@ from tenancy.infra.dynamic._base import (
 from tenancy.infra.dynamic.xml import (
     DhcpHost,
     DhcpRange,
-    NetworkSpec,
+    NetworkDef,
     dhcp_host_xml,
     network_problems,
     network_xml,
@@ -49,10 +49,10 @@ def _dhcp_hosts(props: dict[str, Any]) -> tuple[DhcpHost, ...]:
     return tuple(hosts)
 
 
-def network_spec(props: dict[str, Any]) -> NetworkSpec:
+def network_spec(props: dict[str, Any]) -> NetworkDef:
     """The pure spec for a Network property bag."""
     dhcp_range = prop_dict(props, "dhcp_range")
-    return NetworkSpec(
+    return NetworkDef(
         name=prop_str(props, "name"),
         bridge=prop_str(props, "bridge"),
         address=prop_str(props, "address"),

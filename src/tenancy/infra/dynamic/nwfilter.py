@@ -21,15 +21,15 @@ from tenancy.infra.dynamic._base import (
 )
 from tenancy.infra.dynamic.xml import (
     NWFILTER_CHAINS_FIXED,
-    NwFilterSpec,
+    NwFilterDef,
     check_name,
     nwfilter_body_elements,
     nwfilter_xml,
 )
 
 
-def nwfilter_spec(props: dict[str, Any], uuid: str | None = None) -> NwFilterSpec:
-    return NwFilterSpec(
+def nwfilter_spec(props: dict[str, Any], uuid: str | None = None) -> NwFilterDef:
+    return NwFilterDef(
         name=prop_str(props, "name"),
         body=str(props.get("body") or ""),
         chain=prop_str(props, "chain"),

@@ -54,6 +54,7 @@ from typing import Any, ClassVar
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, UpdateResult
 
+from tenancy.contract.models import Site
 from tenancy.infra.dynamic._base import (
     REQUIRED,
     LibvirtProvider,
@@ -87,7 +88,6 @@ from tenancy.policy.variables import (
     site_problems,
     tenant_hosts,
 )
-from tenancy.spec.models import SiteSpec
 
 #: Inputs whose change means "run again".
 RUN_ON = ("tenant", "site", "hosts", "instances", "ssh_user", "policy_hash")
@@ -277,7 +277,7 @@ class PolicyRunArgs:
 def policy_run_args(
     root: Path,
     state_dir: Path,
-    site: SiteSpec,
+    site: Site,
     plan: Plan,
     tenant: str,
     sources: PolicySources,
@@ -305,15 +305,15 @@ def policy_run_args(
 
 
 @functools.lru_cache(maxsize=8)
-def _site_and_sources(root: Path, stack: str) -> tuple[SiteSpec, PolicySources]:
-    from tenancy.spec.loader import load_site, site_file
+def _site_and_sources(root: Path, stack: str) -> tuple[Site, PolicySources]:
+    from tenancy.contract.loader import load_site, site_file
 
     site, errors = load_site(site_file(root / "stacks", stack), stack, root)
     if site is None:
         raise PolicyRunError(
             f"PolicyRun: cannot load site {stack!r}: " + "; ".join(map(str, errors))
         )
-    return site.spec, load_policy_sources(root)
+    return site.model, load_policy_sources(root)
 
 
 def discover_policy_run_args(tenant: TenantPlan, site_name: str | None = None) -> PolicyRunArgs:

@@ -20,11 +20,11 @@ from tenancy.infra.dynamic._base import (
     prop_bool,
     prop_str,
 )
-from tenancy.infra.dynamic.xml import PoolSpec, check_name, pool_xml
+from tenancy.infra.dynamic.xml import PoolDef, check_name, pool_xml
 
 
-def pool_spec(props: dict[str, Any]) -> PoolSpec:
-    return PoolSpec(name=prop_str(props, "name"), path=prop_str(props, "path"))
+def pool_spec(props: dict[str, Any]) -> PoolDef:
+    return PoolDef(name=prop_str(props, "name"), path=prop_str(props, "path"))
 
 
 class StoragePoolProvider(LibvirtProvider):

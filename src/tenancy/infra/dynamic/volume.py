@@ -39,7 +39,7 @@ from tenancy.infra.dynamic._base import (
 )
 from tenancy.infra.dynamic.xml import (
     VOLUME_FORMATS,
-    VolumeSpec,
+    VolumeDef,
     check_name,
     image_format,
     qcow2_virtual_size,
@@ -175,7 +175,7 @@ class VolumeProvider(LibvirtProvider):
         digest = prop_opt_str(props, "source_sha256")
         if source is not None:
             _, virtual, size = image_facts(source)
-            spec = VolumeSpec(name=name, capacity=virtual, format=fmt)
+            spec = VolumeDef(name=name, capacity=virtual, format=fmt)
             with Path(source).open("rb") as fh:
                 sent = _storage.upload_volume(uri, pool_name, spec, fh, size)
             if digest is not None and sent != digest:
@@ -190,7 +190,7 @@ class VolumeProvider(LibvirtProvider):
                 capacity = _backing_capacity(uri, backing)
             if capacity is None:
                 raise ValueError(f"volume {name}: capacity is required")
-            spec = VolumeSpec(
+            spec = VolumeDef(
                 name=name,
                 capacity=capacity,
                 format=fmt,

@@ -79,14 +79,14 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) ->
 
 
 @dataclass(frozen=True)
-class PoolSpec:
+class PoolDef:
     """A directory storage pool."""
 
     name: str
     path: str
 
 
-def pool_xml(spec: PoolSpec) -> str:
+def pool_xml(spec: PoolDef) -> str:
     """The ``<pool type='dir'>`` document for ``spec``."""
     root = ET.Element("pool", type="dir")
     _sub(root, "name", spec.name)
@@ -99,7 +99,7 @@ def pool_xml(spec: PoolSpec) -> str:
 
 
 @dataclass(frozen=True)
-class VolumeSpec:
+class VolumeDef:
     """A volume in a pool: plain, or a copy-on-write overlay on ``backing_path``."""
 
     name: str
@@ -109,7 +109,7 @@ class VolumeSpec:
     backing_format: str = "qcow2"
 
 
-def volume_xml(spec: VolumeSpec) -> str:
+def volume_xml(spec: VolumeDef) -> str:
     """The ``<volume>`` document for ``spec`` (allocation 0: sparse)."""
     if spec.capacity <= 0:
         raise ValueError(f"volume {spec.name}: capacity must be positive, got {spec.capacity}")
@@ -163,7 +163,7 @@ class DhcpRange:
 
 
 @dataclass(frozen=True)
-class NetworkSpec:
+class NetworkDef:
     """An isolated tenant segment: ``<forward mode='open'/>`` on our own bridge."""
 
     name: str
@@ -176,7 +176,7 @@ class NetworkSpec:
     uuid: str | None = None
 
 
-def network_problems(spec: NetworkSpec) -> list[str]:
+def network_problems(spec: NetworkDef) -> list[str]:
     """Everything wrong with ``spec`` that libvirt would reject or silently misbehave on."""
     problems: list[str] = []
     for message in (check_name("network", spec.name), check_bridge(spec.bridge)):
@@ -241,7 +241,7 @@ def parse_dhcp_hosts(network_document: str) -> tuple[DhcpHost, ...]:
     return ()
 
 
-def network_xml(spec: NetworkSpec) -> str:
+def network_xml(spec: NetworkDef) -> str:
     """The ``<network>`` document for ``spec``.
 
     ``mode='open'``: libvirt adds no firewall rules of its own (our nftables
@@ -270,7 +270,7 @@ def network_xml(spec: NetworkSpec) -> str:
 
 
 @dataclass(frozen=True)
-class NwFilterSpec:
+class NwFilterDef:
     """A named filter: ``body`` is the XML inside ``<filter>`` (rules and filterrefs)."""
 
     name: str
@@ -295,7 +295,7 @@ def nwfilter_body_elements(body: str) -> list[ET.Element]:
     return elements
 
 
-def nwfilter_xml(spec: NwFilterSpec) -> str:
+def nwfilter_xml(spec: NwFilterDef) -> str:
     """The ``<filter>`` document for ``spec`` (with the uuid when redefining)."""
     attrs = {"name": spec.name, "chain": spec.chain}
     if spec.priority is not None:
@@ -311,7 +311,7 @@ def nwfilter_xml(spec: NwFilterSpec) -> str:
 
 
 @dataclass(frozen=True)
-class DiskSpec:
+class DiskDef:
     """A disk backed by a file on the hypervisor (usually a volume's path)."""
 
     path: str
@@ -323,7 +323,7 @@ class DiskSpec:
 
 
 @dataclass(frozen=True)
-class InterfaceSpec:
+class InterfaceDef:
     """A NIC on a libvirt network, optionally behind an nwfilter with parameters."""
 
     network: str
@@ -334,15 +334,15 @@ class InterfaceSpec:
 
 
 @dataclass(frozen=True)
-class DomainSpec:
+class DomainDef:
     """A VM definition. ``kernel`` set means direct kernel boot, else boot from disk."""
 
     name: str
     domain_type: str
     memory_mib: int
     vcpus: int
-    disks: tuple[DiskSpec, ...] = ()
-    interfaces: tuple[InterfaceSpec, ...] = ()
+    disks: tuple[DiskDef, ...] = ()
+    interfaces: tuple[InterfaceDef, ...] = ()
     kernel: str | None = None
     initrd: str | None = None
     cmdline: str | None = None
@@ -363,7 +363,7 @@ def filter_parameters(params: Mapping[str, str | Sequence[str]]) -> tuple[tuple[
     return tuple(pairs)
 
 
-def domain_problems(spec: DomainSpec) -> list[str]:
+def domain_problems(spec: DomainDef) -> list[str]:
     """Everything wrong with ``spec`` that we can tell without libvirt."""
     problems: list[str] = []
     message = check_name("domain", spec.name)
@@ -404,7 +404,7 @@ def domain_problems(spec: DomainSpec) -> list[str]:
     return problems
 
 
-def _interface_element(iface: InterfaceSpec) -> ET.Element:
+def _interface_element(iface: InterfaceDef) -> ET.Element:
     element = ET.Element("interface", type="network")
     _sub(element, "mac", address=iface.mac)
     _sub(element, "source", network=iface.network)
@@ -416,12 +416,12 @@ def _interface_element(iface: InterfaceSpec) -> ET.Element:
     return element
 
 
-def interface_xml(iface: InterfaceSpec) -> str:
+def interface_xml(iface: InterfaceDef) -> str:
     """One ``<interface>`` element, as ``virDomainUpdateDeviceFlags`` expects it."""
     return _tostring(_interface_element(iface))
 
 
-def domain_xml(spec: DomainSpec) -> str:
+def domain_xml(spec: DomainDef) -> str:
     """The ``<domain>`` document for ``spec``.
 
     ACPI is on so ``shutdown`` reaches the guest; the serial console goes to a

@@ -2,7 +2,7 @@
 
 Models check each document on its own (types, names, formats, unknown keys);
 everything that needs several documents (site catalogues, other tenants)
-lives in ``tenancy.spec.crosscheck``.
+lives in ``tenancy.contract.crosscheck``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from tenancy.spec.types import (
+from tenancy.contract.types import (
     ABS_PATH_RE,
     DNS_LABEL_RE,
     EMAIL_RE,
@@ -166,7 +166,7 @@ class TenantBody(Strict):
         return machines
 
 
-class TenantSpec(Strict):
+class Tenant(Strict):
     """One department's hosting request (``tenants/<name>.yaml``)."""
 
     api_version: Literal["tenancy/v1"] = Field(alias="apiVersion")
@@ -239,7 +239,7 @@ class OpsSpec(Strict):
     user: DnsLabel = "ops"
 
 
-class SiteSpec(Strict):
+class Site(Strict):
     """A machine room: hypervisors, address pools and catalogues (``stacks/Pulumi.<site>.yaml``)."""
 
     name: DnsLabel
@@ -273,7 +273,7 @@ class SiteSpec(Strict):
         return value
 
     @model_validator(mode="after")
-    def _unique_hosts(self) -> SiteSpec:
+    def _unique_hosts(self) -> Site:
         names = [h.name for h in self.hosts]
         if len(set(names)) != len(names):
             raise ValueError("unique host names")

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import ipaddress
 
-from tenancy.spec.errors import SpecError
-from tenancy.spec.loader import LoadedSite, LoadedTenant
-from tenancy.spec.models import KEYWORD_ENDPOINTS, Quota
+from tenancy.contract.errors import SpecError
+from tenancy.contract.loader import LoadedSite, LoadedTenant
+from tenancy.contract.models import KEYWORD_ENDPOINTS, Quota
 
 PortKey = tuple[str, ...]
 
 
 def effective_quota(tenant: LoadedTenant, site: LoadedSite) -> Quota:
-    return tenant.spec.spec.quota or site.spec.default_quota
+    return tenant.model.spec.quota or site.model.default_quota
 
 
 def usage(tenant: LoadedTenant, site: LoadedSite) -> dict[str, int]:
     """vCPUs, memory (GiB, rounded up) and storage (GiB) the tenant asks for."""
     vcpus = memory_mib = storage = 0
-    for m in tenant.spec.spec.machines:
-        flavor = site.spec.flavors.get(m.flavor)
+    for m in tenant.model.spec.machines:
+        flavor = site.model.flavors.get(m.flavor)
         if flavor is None:
             continue
         vcpus += flavor.vcpus * m.count
@@ -31,8 +31,8 @@ def usage(tenant: LoadedTenant, site: LoadedSite) -> dict[str, int]:
 def check_against_site(tenant: LoadedTenant, site: LoadedSite) -> list[SpecError]:
     """Flavors, images, pools and backup schedules exist; quota holds."""
     errors: list[SpecError] = []
-    s = site.spec
-    for i, m in enumerate(tenant.spec.spec.machines):
+    s = site.model
+    for i, m in enumerate(tenant.model.spec.machines):
         base = ("spec", "machines", i)
         if m.flavor not in s.flavors:
             errors.append(
@@ -82,14 +82,14 @@ def check_against_site(tenant: LoadedTenant, site: LoadedSite) -> list[SpecError
     limits = {"vcpus": quota.vcpus, "memoryGiB": quota.memory_gib, "storageGiB": quota.storage_gib}
     for key, limit in limits.items():
         if used[key] > limit:
-            where = ("spec", "quota", key) if tenant.spec.spec.quota else ("spec", "machines")
+            where = ("spec", "quota", key) if tenant.model.spec.quota else ("spec", "machines")
             errors.append(
                 SpecError(
                     tenant.locate(*where),
                     f"spec.quota.{key}",
                     "machines exceed the tenant quota",
                     f"at most {limit} {key}"
-                    + ("" if tenant.spec.spec.quota else " (site default)"),
+                    + ("" if tenant.model.spec.quota else " (site default)"),
                     f"{used[key]} requested",
                 )
             )
@@ -100,8 +100,8 @@ def check_references(tenants: dict[str, LoadedTenant]) -> list[SpecError]:
     """Flow endpoints name existing tenants and groups, on the same site."""
     errors: list[SpecError] = []
     for name, t in sorted(tenants.items()):
-        fw = t.spec.spec.firewall
-        own_groups = t.spec.groups()
+        fw = t.model.spec.firewall
+        own_groups = t.model.groups()
         rules = [("ingress", i, r.source, r.to) for i, r in enumerate(fw.ingress)]
         rules += [("egress", i, r.to, r.source) for i, r in enumerate(fw.egress)]
         for direction, i, peer, local_group in rules:
@@ -143,24 +143,24 @@ def check_references(tenants: dict[str, LoadedTenant]) -> list[SpecError]:
                         repr(other_name),
                     )
                 )
-            elif other.spec.spec.site != t.spec.spec.site:
+            elif other.model.spec.site != t.model.spec.site:
                 errors.append(
                     SpecError(
                         t.locate(*path, peer_key),
                         f"{field}.{peer_key}",
                         "flows across sites are not supported",
-                        f"a tenant on site {t.spec.spec.site}",
-                        f"{other_name} on site {other.spec.spec.site}",
+                        f"a tenant on site {t.model.spec.site}",
+                        f"{other_name} on site {other.model.spec.site}",
                         related=(other.locate("spec", "site"),),
                     )
                 )
-            elif group and group not in other.spec.groups():
+            elif group and group not in other.model.groups():
                 errors.append(
                     SpecError(
                         t.locate(*path, peer_key),
                         f"{field}.{peer_key}",
                         f"unknown machine group of tenant {other_name}",
-                        f"one of {', '.join(sorted(other.spec.groups()))}",
+                        f"one of {', '.join(sorted(other.model.groups()))}",
                         repr(group),
                         related=(other.locate("spec", "machines"),),
                     )
@@ -175,7 +175,7 @@ def check_cidrs(tenants: dict[str, LoadedTenant], site: LoadedSite) -> list[Spec
     (n log n, not every pair); the tenant whose name sorts later gets the error.
     """
     errors: list[SpecError] = []
-    s = site.spec
+    s = site.model
     fixed: list[tuple[str, str]] = [(c, "site reserved range") for c in s.reserved]
     for kw in KEYWORD_ENDPOINTS:
         if kw == "internet":
@@ -184,7 +184,7 @@ def check_cidrs(tenants: dict[str, LoadedTenant], site: LoadedSite) -> list[Spec
     fixed_nets = [(ipaddress.IPv4Network(c), c, what) for c, what in fixed]
     spans: list[tuple[int, int, str, str]] = []  # start, end, tenant, cidr
     for name, t in sorted(tenants.items()):
-        cidr = t.spec.spec.network.cidr
+        cidr = t.model.spec.network.cidr
         if cidr is None:
             continue
         net = ipaddress.IPv4Network(cidr)

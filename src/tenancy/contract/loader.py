@@ -12,10 +12,10 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from tenancy.spec.errors import Location, SpecError, describe
-from tenancy.spec.models import SiteSpec, TenantSpec
-from tenancy.spec.types import PATTERN_HELP, TYPE_DESCRIPTIONS
-from tenancy.spec.yamlsource import Document, LoadError, PathKey, format_path, load_file
+from tenancy.contract.errors import Location, SpecError, describe
+from tenancy.contract.models import Site, Tenant
+from tenancy.contract.types import PATTERN_HELP, TYPE_DESCRIPTIONS
+from tenancy.contract.yamlsource import Document, LoadError, PathKey, format_path, load_file
 
 SITE_CONFIG_KEY = "tenancy:site"
 TENANT_SUFFIXES = (".yaml", ".yml")
@@ -25,7 +25,7 @@ TENANT_SUFFIXES = (".yaml", ".yml")
 class LoadedTenant:
     """A valid tenant model together with the document it came from (for locating errors)."""
 
-    spec: TenantSpec
+    model: Tenant
     doc: Document
 
     @property
@@ -38,7 +38,7 @@ class LoadedTenant:
 
 @dataclass(frozen=True)
 class LoadedSite:
-    spec: SiteSpec
+    model: Site
     doc: Document
     prefix: PathKey
 
@@ -209,9 +209,9 @@ def load_tenant(
         ]
     problems = list(doc.problems)  # e.g. duplicate keys: reported with the model's errors
     try:
-        spec = TenantSpec.model_validate(doc.data)
+        spec = Tenant.model_validate(doc.data)
     except ValidationError as exc:
-        return None, problems + pydantic_errors(exc, doc, TenantSpec)
+        return None, problems + pydantic_errors(exc, doc, Tenant)
     stem = path.name.rsplit(".", 1)[0]
     if spec.metadata.name != stem:
         problems.append(
@@ -308,9 +308,9 @@ def load_site(
     prefix: PathKey = ("config", SITE_CONFIG_KEY)
     problems = list(doc.problems)
     try:
-        spec = SiteSpec.model_validate(config[SITE_CONFIG_KEY])
+        spec = Site.model_validate(config[SITE_CONFIG_KEY])
     except ValidationError as exc:
-        return None, problems + pydantic_errors(exc, doc, SiteSpec, prefix)
+        return None, problems + pydantic_errors(exc, doc, Site, prefix)
     if expected_name is not None and spec.name != expected_name:
         problems.append(
             SpecError(

@@ -21,7 +21,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.reader import ReaderError
 from yaml.resolver import Resolver
 
-from tenancy.spec.errors import Location, SpecError
+from tenancy.contract.errors import Location, SpecError
 
 MAX_BYTES = 1 << 20  # 1 MiB: a tenant file is a page of YAML, not a data dump
 MAX_NODES = 20_000
