@@ -10,7 +10,6 @@ file stays the single source of the site definition.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tenancy.engine_output import TracebackFolder
+from tenancy.project import Project
 
 SALT_RE = re.compile(r"^encryptionsalt:.*$", re.MULTILINE)
 
@@ -32,8 +32,7 @@ class EngineError(Exception):
 
 
 def state_dir(root: Path) -> Path:
-    env = os.environ.get("TENANCY_STATE")
-    return Path(env) if env else root / ".tenancy"
+    return Project.at(root).state_dir
 
 
 def pulumi_binary() -> str:
@@ -94,7 +93,7 @@ def prepare_stack(root: Path, site: str) -> Path:
 
 def logs_dir(root: Path) -> Path:
     """``<state>/logs``: full engine output and provider tracebacks."""
-    return state_dir(root) / "logs"
+    return Project.at(root).logs_dir
 
 
 def run_pulumi(

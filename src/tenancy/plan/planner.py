@@ -39,6 +39,8 @@ class PlanResult:
     problems: ErrorList = field(default_factory=ErrorList)
     plans: dict[str, Plan] = field(default_factory=dict)
     ledgers: dict[str, Ledger] = field(default_factory=dict)
+    sites: dict[str, LoadedSite] = field(default_factory=dict)
+    """The validated site of every plan: callers never load it again."""
     tenant_count: int = 0  # valid tenant files
     file_count: int = 0  # tenant files read
 
@@ -500,9 +502,11 @@ def _plan_paths(
         if plan is not None and new_ledger is not None:
             result.plans[site_name] = plan
             result.ledgers[site_name] = new_ledger
+            result.sites[site_name] = site
     if result.problems.errors:
         result.plans.clear()
         result.ledgers.clear()
+        result.sites.clear()
     return result
 
 

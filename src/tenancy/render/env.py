@@ -7,10 +7,12 @@ from pathlib import Path
 
 import jinja2
 
+from tenancy.project import shipped
+
 
 def templates_dir() -> Path:
-    """``templates/`` of the project this package belongs to."""
-    return Path(__file__).resolve().parents[3] / "templates"
+    """The shipped templates (package data: the same for every project of this install)."""
+    return shipped("templates")
 
 
 @functools.cache
