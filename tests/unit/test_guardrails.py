@@ -24,7 +24,7 @@ from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
 from unit_helpers import REPO
 
 from tenancy.infra import program as tenancy_program
-from tenancy.langhost import serve
+from tenancy.infra.langhost import serve
 
 PACK = REPO / "policies" / "guardrails"
 sys.path.insert(0, str(PACK))

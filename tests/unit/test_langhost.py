@@ -1,4 +1,4 @@
-"""The language host that lets the real `pulumi up` run stacks/ (see src/tenancy/langhost.py)."""
+"""The language host that lets the real `pulumi up` run stacks/ (see src/tenancy/infra/langhost.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import empty_pb2  # type: ignore[import-untyped,unused-ignore]
 from pulumi.runtime.proto import language_pb2, language_pb2_grpc
 
-from tenancy.langhost import ProgramTarget, engine_address_from_argv, serve
+from tenancy.infra.langhost import ProgramTarget, engine_address_from_argv, serve
 
 
 def _request(**kwargs: object) -> language_pb2.RunRequest:
