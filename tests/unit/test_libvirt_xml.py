@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from tenancy.infra.dynamic import xml as lx
 from tenancy.infra.dynamic._base import UNKNOWN, canonical
 from tenancy.infra.dynamic.cloudinit import CloudInitDiskProvider, seed_content_sha256
 from tenancy.infra.dynamic.domain import DomainProvider, domain_spec
@@ -16,6 +15,23 @@ from tenancy.infra.dynamic.network import NetworkProvider, network_spec
 from tenancy.infra.dynamic.nwfilter import NwFilterProvider
 from tenancy.infra.dynamic.pool import StoragePoolProvider
 from tenancy.infra.dynamic.volume import VolumeProvider
+from tenancy.infra.dynamic.xml_domain import domain_xml, filter_parameters
+from tenancy.infra.dynamic.xml_network import (
+    DhcpHost,
+    NwFilterDef,
+    network_xml,
+    nwfilter_xml,
+    parse_dhcp_hosts,
+)
+from tenancy.infra.dynamic.xml_storage import (
+    QCOW2_MAGIC,
+    PoolDef,
+    VolumeDef,
+    image_format,
+    pool_xml,
+    qcow2_virtual_size,
+    volume_xml,
+)
 
 URI = "qemu:///system"
 
@@ -28,21 +44,21 @@ def parse(doc: str) -> ET.Element:
 
 
 def test_pool_xml_is_a_dir_pool_at_the_path() -> None:
-    root = parse(lx.pool_xml(lx.PoolDef(name="tenants", path="/var/lib/tenancy/pools/t")))
+    root = parse(pool_xml(PoolDef(name="tenants", path="/var/lib/tenancy/pools/t")))
     assert root.tag == "pool" and root.get("type") == "dir"
     assert root.findtext("name") == "tenants"
     assert root.findtext("target/path") == "/var/lib/tenancy/pools/t"
 
 
 def test_volume_xml_plain_and_overlay() -> None:
-    plain = parse(lx.volume_xml(lx.VolumeDef(name="data.qcow2", capacity=1 << 30)))
+    plain = parse(volume_xml(VolumeDef(name="data.qcow2", capacity=1 << 30)))
     assert plain.findtext("capacity") == str(1 << 30)
     assert plain.find("capacity").get("unit") == "bytes"  # type: ignore[union-attr]
     assert plain.find("target/format").get("type") == "qcow2"  # type: ignore[union-attr]
     assert plain.find("backingStore") is None
 
     overlay = parse(
-        lx.volume_xml(lx.VolumeDef(name="vm.qcow2", capacity=3 << 30, backing_path="/p/base.qcow2"))
+        volume_xml(VolumeDef(name="vm.qcow2", capacity=3 << 30, backing_path="/p/base.qcow2"))
     )
     assert overlay.findtext("backingStore/path") == "/p/base.qcow2"
     assert overlay.find("backingStore/format").get("type") == "qcow2"  # type: ignore[union-attr]
@@ -50,16 +66,16 @@ def test_volume_xml_plain_and_overlay() -> None:
 
 def test_volume_xml_rejects_zero_capacity() -> None:
     with pytest.raises(ValueError, match="capacity"):
-        lx.volume_xml(lx.VolumeDef(name="x", capacity=0))
+        volume_xml(VolumeDef(name="x", capacity=0))
 
 
 def test_qcow2_header_parsing() -> None:
-    header = lx.QCOW2_MAGIC + struct.pack(">I", 3) + b"\0" * 16 + struct.pack(">Q", 3 << 30)
-    assert lx.image_format(header) == "qcow2"
-    assert lx.qcow2_virtual_size(header) == 3 << 30
-    assert lx.image_format(b"\x7fELF" + b"\0" * 60) == "raw"
+    header = QCOW2_MAGIC + struct.pack(">I", 3) + b"\0" * 16 + struct.pack(">Q", 3 << 30)
+    assert image_format(header) == "qcow2"
+    assert qcow2_virtual_size(header) == 3 << 30
+    assert image_format(b"\x7fELF" + b"\0" * 60) == "raw"
     with pytest.raises(ValueError):
-        lx.qcow2_virtual_size(b"\x7fELF" + b"\0" * 60)
+        qcow2_virtual_size(b"\x7fELF" + b"\0" * 60)
 
 
 # --- network ------------------------------------------------------------------
@@ -81,7 +97,7 @@ def network_props(**overrides: Any) -> dict[str, Any]:
 
 
 def test_network_xml_is_open_mode_without_dns() -> None:
-    root = parse(lx.network_xml(network_spec(network_props())))
+    root = parse(network_xml(network_spec(network_props())))
     assert root.find("forward").get("mode") == "open"  # type: ignore[union-attr]
     assert root.find("bridge").get("name") == "tn-finance"  # type: ignore[union-attr]
     assert root.find("dns").get("enable") == "no"  # type: ignore[union-attr]
@@ -92,7 +108,7 @@ def test_network_xml_is_open_mode_without_dns() -> None:
 
 def test_network_xml_dns_on_request_and_dhcp_reservations() -> None:
     hosts = [{"mac": "52:54:00:aa:bb:01", "ip": "10.30.2.10", "hostname": "app-1"}]
-    root = parse(lx.network_xml(network_spec(network_props(dns=True, dhcp_hosts=hosts))))
+    root = parse(network_xml(network_spec(network_props(dns=True, dhcp_hosts=hosts))))
     assert root.find("dns") is None
     host = root.find("ip/dhcp/host")
     assert host is not None
@@ -103,8 +119,8 @@ def test_network_xml_dns_on_request_and_dhcp_reservations() -> None:
     )
     assert root.find("ip/dhcp/range") is None
     # round trip through the parser used by read()
-    assert lx.parse_dhcp_hosts(lx.network_xml(network_spec(network_props(dhcp_hosts=hosts)))) == (
-        lx.DhcpHost("52:54:00:aa:bb:01", "10.30.2.10", "app-1"),
+    assert parse_dhcp_hosts(network_xml(network_spec(network_props(dhcp_hosts=hosts)))) == (
+        DhcpHost("52:54:00:aa:bb:01", "10.30.2.10", "app-1"),
     )
 
 
@@ -161,7 +177,7 @@ def test_nwfilter_xml_keeps_uuid_and_body() -> None:
         "<rule action='accept' direction='in' priority='500'>"
         "<tcp dstportstart='22'/></rule>"
     )
-    root = parse(lx.nwfilter_xml(lx.NwFilterDef(name="tn-app", body=body, uuid="1234")))
+    root = parse(nwfilter_xml(NwFilterDef(name="tn-app", body=body, uuid="1234")))
     assert root.get("name") == "tn-app" and root.get("chain") == "root"
     assert root.findtext("uuid") == "1234"
     assert [child.tag for child in root] == ["uuid", "filterref", "rule"]
@@ -296,7 +312,7 @@ def domain_props(**overrides: Any) -> dict[str, Any]:
 
 
 def test_domain_xml_direct_kernel_boot_disks_and_filtered_nic() -> None:
-    root = parse(lx.domain_xml(domain_spec(domain_props())))
+    root = parse(domain_xml(domain_spec(domain_props())))
     assert root.get("type") == "qemu"
     assert root.findtext("memory") == "768" and root.find("memory").get("unit") == "MiB"  # type: ignore[union-attr]
     assert root.findtext("vcpu") == "2"
@@ -326,13 +342,13 @@ def test_domain_xml_direct_kernel_boot_disks_and_filtered_nic() -> None:
 
 def test_domain_xml_boots_from_disk_without_kernel() -> None:
     props = domain_props(kernel=None, initrd=None, cmdline=None)
-    root = parse(lx.domain_xml(domain_spec(props)))
+    root = parse(domain_xml(domain_spec(props)))
     assert root.find("os/kernel") is None
     assert root.find("os/boot").get("dev") == "hd"  # type: ignore[union-attr]
 
 
 def test_filter_parameters_repeat_list_values() -> None:
-    assert lx.filter_parameters({"IP": ["10.0.0.5", "10.0.0.6"], "A": "x"}) == (
+    assert filter_parameters({"IP": ["10.0.0.5", "10.0.0.6"], "A": "x"}) == (
         ("A", "x"),
         ("IP", "10.0.0.5"),
         ("IP", "10.0.0.6"),

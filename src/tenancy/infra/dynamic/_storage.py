@@ -12,7 +12,7 @@ from typing import IO, Any
 import libvirt
 
 from tenancy.infra import libvirt_conn
-from tenancy.infra.dynamic.xml import VolumeDef, volume_xml
+from tenancy.infra.dynamic.xml_storage import VolumeDef, volume_xml
 
 CHUNK = 256 * 1024  # libvirt's stream packets carry at most 256 KiB
 

@@ -26,7 +26,8 @@ from tenancy.infra.dynamic._base import (
     prop_opt_str,
     prop_str,
 )
-from tenancy.infra.dynamic.xml import VolumeDef, check_name
+from tenancy.infra.dynamic.xml_common import check_name
+from tenancy.infra.dynamic.xml_storage import VolumeDef
 
 
 def seed_content_sha256(user_data: str, meta_data: str, network_config: str | None) -> str:

@@ -26,7 +26,7 @@ from tenancy.infra.dynamic._base import (
     prop_opt_str,
     prop_str,
 )
-from tenancy.infra.dynamic.xml import (
+from tenancy.infra.dynamic.xml_domain import (
     DiskDef,
     DomainDef,
     InterfaceDef,

@@ -24,7 +24,7 @@ from tenancy.infra.dynamic._base import (
     prop_opt_str,
     prop_str,
 )
-from tenancy.infra.dynamic.xml import (
+from tenancy.infra.dynamic.xml_network import (
     DhcpHost,
     DhcpRange,
     NetworkDef,

@@ -19,10 +19,10 @@ from tenancy.infra.dynamic._base import (
     prop_opt_int,
     prop_str,
 )
-from tenancy.infra.dynamic.xml import (
+from tenancy.infra.dynamic.xml_common import check_name
+from tenancy.infra.dynamic.xml_network import (
     NWFILTER_CHAINS_FIXED,
     NwFilterDef,
-    check_name,
     nwfilter_body_elements,
     nwfilter_xml,
 )

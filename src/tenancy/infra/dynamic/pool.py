@@ -20,7 +20,8 @@ from tenancy.infra.dynamic._base import (
     prop_bool,
     prop_str,
 )
-from tenancy.infra.dynamic.xml import PoolDef, check_name, pool_xml
+from tenancy.infra.dynamic.xml_common import check_name
+from tenancy.infra.dynamic.xml_storage import PoolDef, pool_xml
 
 
 def pool_spec(props: dict[str, Any]) -> PoolDef:

@@ -37,10 +37,10 @@ from tenancy.infra.dynamic._base import (
     prop_opt_str,
     prop_str,
 )
-from tenancy.infra.dynamic.xml import (
+from tenancy.infra.dynamic.xml_common import check_name
+from tenancy.infra.dynamic.xml_storage import (
     VOLUME_FORMATS,
     VolumeDef,
-    check_name,
     image_format,
     qcow2_virtual_size,
 )
