@@ -74,4 +74,4 @@ lint: python-env
 	$(ENV) yamllint --strict .
 
 bench: python-env
-	$(ENV) python bench/run_all.py --vms "$(or $(BENCH_VMS),1)"
+	$(ENV) python -m bench.run_all --vms "$(or $(BENCH_VMS),1)"

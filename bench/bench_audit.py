@@ -17,7 +17,7 @@ destroyed at the end (``tenancy destroy``, then a sweep by name prefix),
 unless ``--keep``.
 
 Needs the hypervisor, the guest image and the engine (``make setup``), root,
-and several minutes under TCG. Run: ``python bench/bench_audit.py [--hosts 2]``.
+and several minutes under TCG. Run: ``python -m bench.bench_audit [--hosts 2]``.
 Exit status: 0 when the ratio meets its target, 1 when it misses, 2 when the
 benchmark could not run (a missing prerequisite or a failed step; the ratio then says
 "not run" and why).
@@ -35,24 +35,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "integration"))
+from tests.support.guests import ssh, wait_for_ssh
+from tests.support.libvirt_cleanup import sweep_site
+from tests.support.sitecopy import SiteCopy, make_site_copy
+from tests.support.waivers import waive_baseline
 
-from sitecopy import (  # noqa: E402
-    SiteCopy,
-    make_site_copy,
-    ssh,
-    sweep_site,
-    wait_for_ssh,
-    waive_baseline,
-)
-
-from _preflight import URI, vm_blocker  # noqa: E402
-from _summary import NotRun, Report  # noqa: E402
+from bench._preflight import URI, vm_blocker
+from bench._summary import NotRun, Report
 
 SITE = "bench-audit"
 METRIC = "audit parallel efficiency mean(t(1 host))/t(N hosts)"
 TARGET = 0.7
+REPO = Path(__file__).resolve().parents[1]
 
 
 def tenant(i: int, n: int) -> tuple[str, dict[str, Any]]:

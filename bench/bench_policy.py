@@ -6,7 +6,7 @@ never in CI.
 
 What it does, in one run and on one machine, so the ratios compare like with like:
 
-1. builds an isolated copy of the project (``tests/integration/sitecopy.py``) with a
+1. builds an isolated copy of the project (``tests/support/sitecopy.py``) with a
    site ``it-bench`` (derived from the local site) and one tenant ``it-bench``
    of N+1 tiny VMs (baseline profile), and brings the VMs up with ``tenancy up``
    with the PolicyRuns excluded, so every VM is stock;
@@ -41,7 +41,7 @@ then every ratio says "not run" and why.
 The copy, its VMs, networks and pools are destroyed at the end (and swept by
 name prefix even when a step fails).
 
-Run: ``python bench/bench_policy.py [--parallel 2] [--keep-runs DIR] [--no-audit] [--no-noop]``.
+Run: ``python -m bench.bench_policy [--parallel 2] [--keep-runs DIR] [--no-audit] [--no-noop]``.
 """
 
 from __future__ import annotations
@@ -58,24 +58,22 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from tests.support.libvirt_cleanup import sweep_site
+from tests.support.sitecopy import SiteCopy, make_site_copy
+
+from bench._preflight import URI, vm_blocker
+from bench._summary import NotRun, Report
+from tenancy.contract.loader import load_site, site_file
+from tenancy.plan.planner import plan_paths
+from tenancy.policy.ansible_run import run_policy
+from tenancy.policy.digest import PolicyFiles
+from tenancy.policy.reachability import wait_for_ssh
+from tenancy.policy.results import RunResult
+from tenancy.policy.run_request import RunRequest, new_run_id
+from tenancy.policy.variables import load_policy_sources, policy_inventory
+from tenancy.project import Project
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
-
-from sitecopy import SiteCopy, make_site_copy, sweep_site  # noqa: E402
-
-from _preflight import URI, vm_blocker  # noqa: E402
-from _summary import NotRun, Report  # noqa: E402
-from tenancy.contract.loader import load_site, site_file  # noqa: E402
-from tenancy.plan.planner import plan_paths  # noqa: E402
-from tenancy.policy.runner import (  # noqa: E402
-    RunRequest,
-    RunResult,
-    new_run_id,
-    run_policy,
-    wait_for_ssh,
-)
-from tenancy.policy.variables import load_policy_sources, policy_inventory  # noqa: E402
-
 SITE = TENANT = "it-bench"
 CIDR = "10.30.203.0/24"
 
@@ -114,14 +112,15 @@ def inventory_of(copy: SiteCopy) -> tuple[dict[str, Any], dict[str, str]]:
     site, _ = load_site(site_file(copy.root / "stacks", SITE), SITE, copy.root)
     assert site is not None
     plan = result.plans[SITE]
-    inv = policy_inventory(plan, site.model, load_policy_sources(copy.root), date.today())
+    sources = load_policy_sources(Project.at(copy.root))
+    inv = policy_inventory(plan, site.model, sources, date.today())
     return inv, {m.domain: m.address for m in plan.machines()}
 
 
 def apply(copy: SiteCopy, inv: dict[str, Any], hosts: list[str], kind: str) -> RunResult:
     request = RunRequest(
         run_id=new_run_id(kind, SITE, TENANT),
-        project=copy.root,
+        files=PolicyFiles.of(Project.at(copy.root)),
         inventory=inv,
         state_dir=copy.state,
         private_key=copy.key,

@@ -29,7 +29,7 @@ Prints, in one run:
   Without a built guest image (``make image``) the previews use a tiny qcow2 made with
   ``qemu-img``: a preview only reads its header and checksum.
 
-Run: ``python bench/bench_program.py [--sizes 10,100,500] [--preview-sizes 20,100]``
+Run: ``python -m bench.bench_program [--sizes 10,100,500] [--preview-sizes 20,100]``
 (``--preview-sizes ''`` skips the real previews, which then say "not run"). Exit
 status: 0 when every measured ratio meets its target, 1 when one misses, 2 when the
 benchmark could not run.
@@ -56,14 +56,16 @@ import yaml
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from _preflight import URI, engine_blocker, libvirt_blocker
-from _summary import Report
-from bench_validate_plan import generate, positive, sizes_arg
+from bench._preflight import URI, engine_blocker, libvirt_blocker
+from bench._summary import Report
+from bench.bench_validate_plan import generate, positive, sizes_arg
 from tenancy.contract.loader import load_site, site_file
 from tenancy.infra import program as tenancy_program
 from tenancy.infra.hypervisor import BaseImage
 from tenancy.infra.program_config import ProgramInputs, cache_dir
 from tenancy.plan.planner import plan_paths
+from tenancy.policy.variables import load_policy_sources
+from tenancy.project import Project
 
 REPO = Path(__file__).resolve().parents[1]
 SITE = "bench"  # the generator's site name; previews rename it per run
@@ -71,7 +73,7 @@ BENCH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBenchKeyForPreviewsOnly0000000
 GROWTH_TARGET = 1.2  # cost per resource may grow at most 1.2x between the two largest sizes
 PREVIEW_TARGET = 1.0  # tenancy preview / plain pulumi preview, at every size
 PREVIEW_ARGS = ["--non-interactive", "--json", "--suppress-outputs"]
-# what `tenancy preview` sets (src/tenancy/cli_ops.py): removed from the baseline's env
+# what `tenancy preview` sets (src/tenancy/cli/engine.py): removed from the baseline's env
 TENANCY_TUNING = ("PULUMI_SKIP_CHECKPOINTS", "TENANCY_APPROVE")
 
 
@@ -137,8 +139,9 @@ def mock_inputs(root: Path) -> ProgramInputs:
         raise SystemExit("bench: generated project is invalid:\n" + str(result.problems.errors[:5]))
     site, _ = load_site(site_file(root / "stacks", SITE), SITE, root)
     assert site is not None
+    project = Project.at(root)
     return ProgramInputs(
-        root=root,
+        project=project,
         site=site.model,
         plan=result.plans[SITE],
         ledger=result.ledgers[SITE],
@@ -146,6 +149,7 @@ def mock_inputs(root: Path) -> ProgramInputs:
         images={"debian-12": fake_image(root / "images")},
         ssh_keys=[BENCH_KEY],
         approved=frozenset(),
+        policy_sources=load_policy_sources(project),
     )
 
 
@@ -160,7 +164,7 @@ def build_under_mocks(inputs: ProgramInputs, collect: bool = True) -> tuple[floa
     pulumi.runtime.set_mocks(mocks, project="tenancy", stack=SITE, preview=True)
     gc.collect()
     cwd = Path.cwd()
-    os.chdir(inputs.root)  # like `pulumi preview` in the project: components may look there
+    os.chdir(inputs.project.root)  # like `pulumi preview`, started in the project
 
     def program() -> None:
         tenancy_program.build(inputs)

@@ -23,7 +23,7 @@ same run on the same files:
   itself: the growth ``plan_paths(N=1000) / plan_paths(N=100)``, target <= 12 for 10x
   the tenants (the planner stays close to linear).
 
-Run: ``make bench`` or ``python bench/bench_validate_plan.py [--sizes 10,100,1000]``.
+Run: ``make bench`` or ``python -m bench.bench_validate_plan [--sizes 10,100,1000]``.
 Exit status: 0 when every measured ratio meets its target, 1 when one misses, 2 when
 the benchmark could not run (then every ratio it did not measure says "not run").
 """
@@ -45,7 +45,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from _summary import Report
+from bench._summary import Report
 from tenancy.contract.models import Tenant
 from tenancy.contract.yamlsource import Document, load_file
 from tenancy.gcpause import cyclic_gc_paused

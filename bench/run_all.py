@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _summary import (
+from bench._summary import (
     EXIT_MISSED,
     EXIT_NOT_RUN,
     EXIT_OK,
@@ -34,7 +34,6 @@ from _summary import (
     table,
 )
 
-BENCH = Path(__file__).resolve().parent
 # (script, boots VMs): the cheap ones first, so their table rows survive a long VM run
 BENCHMARKS = [
     ("bench_validate_plan.py", False),
@@ -52,7 +51,7 @@ def run_one(script: str, extra: list[str], skip: str | None, summary: Path) -> l
         env[SKIP_ENV] = skip
     print(f"\n===== {script}{' (skipped: ' + skip + ')' if skip else ''} =====", flush=True)
     start = time.monotonic()
-    cmd = [sys.executable, str(BENCH / script), *extra]
+    cmd = [sys.executable, "-m", f"bench.{name}", *extra]  # as we run: from the root
     code = subprocess.run(cmd, env=env, check=False).returncode
     print(f"===== {script}: exit {code} after {time.monotonic() - start:.0f} s =====", flush=True)
     verdicts = read_verdicts(summary)

@@ -67,3 +67,8 @@ class SshOptions:
         argv.append(f"{user}@{address}")
         argv += [command] if isinstance(command, str) else list(command)
         return argv
+
+    def control(self, user: str, address: str, operation: str) -> list[str]:
+        """``ssh <options> -O <operation> user@address``: ask the multiplexing master
+        (``check``, ``exit``) for that destination."""
+        return ["ssh", *self.options(), "-O", operation, f"{user}@{address}"]

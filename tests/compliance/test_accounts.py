@@ -5,21 +5,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
-from compliance_support import (
-    Between,
-    HostInfo,
-    Item,
-    OneOf,
-    active_lines,
-    expect,
-    key_values,
-    packages,
-    parametrize,
-    read_file,
-    run,
-    stat,
-)
+from tenancy.compliance import control
+from tenancy.compliance.applicability import HostInfo
+from tenancy.compliance.expect import Between, OneOf, expect
+from tenancy.compliance.facts import active_lines, key_values, packages, read_file, run, stat
+from tenancy.compliance.items import Item
 
 SUDOERS_DROPIN = "/etc/sudoers.d/50-tenancy"
 
@@ -30,8 +20,7 @@ def _sudoers(host: Any) -> list[str]:
     return active_lines(out.stdout)
 
 
-@pytest.mark.control("BASE-ACC-01")
-@parametrize("BASE-ACC-01", ["sudo-installed", "ops-group", "dropin", "grant", "visudo-valid"])
+@control("BASE-ACC-01", items=["sudo-installed", "ops-group", "dropin", "grant", "visudo-valid"])
 def sudoers_ops_group(host: Any, item: Item, info: HostInfo) -> None:
     group = str(info.var("tenancy_accounts_ops_group", "ops"))
     if item.name == "sudo-installed":
@@ -58,8 +47,7 @@ def sudoers_ops_group(host: Any, item: Item, info: HostInfo) -> None:
         assert out.rc == 0, f"visudo -c failed: {out.stdout.strip()} {out.stderr.strip()}"
 
 
-@pytest.mark.control("BASE-ACC-02")
-@parametrize("BASE-ACC-02", ["use_pty", "logfile"])
+@control("BASE-ACC-02", items=["use_pty", "logfile"])
 def sudo_use_pty_and_logfile(host: Any, item: Item, info: HostInfo) -> None:
     defaults = [line for line in _sudoers(host) if line.startswith("Defaults")]
     if item.name == "use_pty":
@@ -74,8 +62,7 @@ def sudo_use_pty_and_logfile(host: Any, item: Item, info: HostInfo) -> None:
         expect("sudo logfile", found[-1], wanted)
 
 
-@pytest.mark.control("BASE-ACC-03")
-@parametrize("BASE-ACC-03", ["shadow"])
+@control("BASE-ACC-03", items=["shadow"])
 def no_empty_passwords(host: Any, item: Item) -> None:
     # prints account names only, never a hash
     out = run(host, "awk -F: '($2 == \"\") {print $1}' /etc/shadow")
@@ -84,10 +71,9 @@ def no_empty_passwords(host: Any, item: Item) -> None:
     assert not empty, f"accounts with an empty password: {', '.join(empty)}"
 
 
-@pytest.mark.control("BASE-ACC-04")
-@parametrize(
+@control(
     "BASE-ACC-04",
-    {
+    items={
         "package": "libpam-pwquality",
         "pam": "pam_pwquality.so",
         "minlen": Between(14, None),
@@ -119,10 +105,9 @@ def pwquality_policy(host: Any, item: Item) -> None:
     expect(f"pwquality {item.name}", settings[item.name], item.expected)
 
 
-@pytest.mark.control("BASE-ACC-05")
-@parametrize(
+@control(
     "BASE-ACC-05",
-    {
+    items={
         "PASS_MAX_DAYS": Between(1, 90),
         "PASS_MIN_DAYS": Between(1, None),
         "PASS_WARN_AGE": Between(7, None),
@@ -143,8 +128,7 @@ def _umask_ok(value: str | None) -> bool:
     return mask & 0o027 == 0o027
 
 
-@pytest.mark.control("BASE-ACC-06")
-@parametrize("BASE-ACC-06", ["login.defs", "login-shell"])
+@control("BASE-ACC-06", items=["login.defs", "login-shell"])
 def default_umask(host: Any, item: Item, info: HostInfo) -> None:
     if item.name == "login.defs":
         value = key_values(read_file(host, "/etc/login.defs"), sep=None).get("UMASK")
@@ -157,10 +141,9 @@ def default_umask(host: Any, item: Item, info: HostInfo) -> None:
     )
 
 
-@pytest.mark.control("MLPS-ACC-01")
-@parametrize(
+@control(
     "MLPS-ACC-01",
-    {
+    items={
         "deny": Between(1, 5),
         "unlock_time": Between(900, None),
         "fail_interval": Between(900, None),
@@ -184,8 +167,7 @@ def faillock_policy(host: Any, item: Item) -> None:
     expect(f"faillock {item.name}", value, item.expected)
 
 
-@pytest.mark.control("MLPS-ACC-02")
-@parametrize("MLPS-ACC-02", {"remember": Between(5, None)})
+@control("MLPS-ACC-02", items={"remember": Between(5, None)})
 def pwhistory_policy(host: Any, item: Item) -> None:
     lines = [
         line
@@ -197,8 +179,7 @@ def pwhistory_policy(host: Any, item: Item) -> None:
     expect("pam_pwhistory remember", found.group(1) if found else None, item.expected)
 
 
-@pytest.mark.control("MLPS-ACC-03")
-@parametrize("MLPS-ACC-03", {"TMOUT": Between(1, 900), "readonly": "TMOUT"})
+@control("MLPS-ACC-03", items={"TMOUT": Between(1, 900), "readonly": "TMOUT"})
 def shell_timeout(host: Any, item: Item) -> None:
     # a login shell of the connecting account: what a real session gets
     out = run(host, "bash -lc 'echo \"TMOUT=$TMOUT\"; readonly -p'", sudo=False)
@@ -211,8 +192,7 @@ def shell_timeout(host: Any, item: Item) -> None:
         )
 
 
-@pytest.mark.control("MLPS-ACC-04")
-@parametrize("MLPS-ACC-04", ["pam_wheel", "group-empty"])
+@control("MLPS-ACC-04", items=["pam_wheel", "group-empty"])
 def su_restricted(host: Any, item: Item, info: HostInfo) -> None:
     group = str(info.var("tenancy_accounts_su_group", "sugroup"))
     if item.name == "pam_wheel":

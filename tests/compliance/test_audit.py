@@ -8,24 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from compliance_support import (
-    Between,
-    HostInfo,
-    Item,
-    OneOf,
-    Syscalls,
-    Watch,
-    audit_rule_missing,
-    expect,
-    key_values,
-    packages,
-    parametrize,
-    parse_audit_rules,
-    read_file,
-    run,
-    units,
-)
+from tenancy.compliance import control
+from tenancy.compliance.applicability import HostInfo
+from tenancy.compliance.audit_rules import Syscalls, Watch, audit_rule_missing, parse_audit_rules
+from tenancy.compliance.expect import Between, OneOf, expect
+from tenancy.compliance.facts import key_values, packages, read_file, run, units
+from tenancy.compliance.items import Item
 
 #: Architectures the syscall rules must cover (a 64-bit kernel also runs 32-bit code).
 ARCHES = ("b64", "b32")
@@ -47,10 +35,9 @@ def _check_rule(host: Any, item: Item) -> None:
     assert missing is None, missing
 
 
-@pytest.mark.control("BASE-AUD-01")
-@parametrize(
+@control(
     "BASE-AUD-01",
-    ["package", "service-enabled", "service-running", "kernel-enabled", "rules-persistent"],
+    items=["package", "service-enabled", "service-running", "kernel-enabled", "rules-persistent"],
 )
 def auditd_running(host: Any, item: Item) -> None:
     if item.name == "package":
@@ -74,10 +61,9 @@ def auditd_running(host: Any, item: Item) -> None:
         )
 
 
-@pytest.mark.control("BASE-AUD-02")
-@parametrize(
+@control(
     "BASE-AUD-02",
-    {
+    items={
         "max_log_file": Between(8, None),
         "num_logs": Between(2, None),
         "max_log_file_action": OneOf(("ROTATE", "KEEP_LOGS")),
@@ -104,16 +90,14 @@ IDENTITY = [
 ]
 
 
-@pytest.mark.control("BASE-AUD-03")
-@parametrize("BASE-AUD-03", {p: Watch(p, "wa", "BASE-AUD-03") for p in IDENTITY})
+@control("BASE-AUD-03", items={p: Watch(p, "wa", "BASE-AUD-03") for p in IDENTITY})
 def audit_rules_identity(host: Any, item: Item) -> None:
     _check_rule(host, item)
 
 
-@pytest.mark.control("BASE-AUD-04")
-@parametrize(
+@control(
     "BASE-AUD-04",
-    {
+    items={
         "/etc/sudoers": Watch("/etc/sudoers", "wa", "BASE-AUD-04"),
         "/etc/sudoers.d": Watch("/etc/sudoers.d", "wa", "BASE-AUD-04"),
         "sudo-log": None,
@@ -153,8 +137,7 @@ def _privileged_programs(host: Any) -> list[str]:
     return sorted(out.stdout.split())
 
 
-@pytest.mark.control("BASE-AUD-05")
-@parametrize("BASE-AUD-05", [*PRIVILEGED, "every-setuid-setgid-program"])
+@control("BASE-AUD-05", items=[*PRIVILEGED, "every-setuid-setgid-program"])
 def audit_rules_privileged_commands(host: Any, item: Item) -> None:
     present = _privileged_programs(host)
     rules = _loaded(host)
@@ -168,10 +151,9 @@ def audit_rules_privileged_commands(host: Any, item: Item) -> None:
     assert not unaudited, f"setuid/setgid programs without an audit rule: {', '.join(unaudited)}"
 
 
-@pytest.mark.control("BASE-AUD-06")
-@parametrize(
+@control(
     "BASE-AUD-06",
-    {
+    items={
         **{
             f"time-syscalls-{arch}": Syscalls(
                 arch, ("adjtimex", "settimeofday", "clock_settime"), "BASE-AUD-06"
@@ -194,8 +176,7 @@ LOGINS = [
 ]
 
 
-@pytest.mark.control("BASE-AUD-07")
-@parametrize("BASE-AUD-07", {p: Watch(p, "wa", "BASE-AUD-07") for p in LOGINS})
+@control("BASE-AUD-07", items={p: Watch(p, "wa", "BASE-AUD-07") for p in LOGINS})
 def audit_rules_logins(host: Any, item: Item) -> None:
     _check_rule(host, item)
 
@@ -217,10 +198,9 @@ EXTENDED = {
 }
 
 
-@pytest.mark.control("MLPS-AUD-01")
-@parametrize(
+@control(
     "MLPS-AUD-01",
-    {
+    items={
         **{
             f"{name}-{arch}": Syscalls(arch, calls, "MLPS-AUD-01")
             for name, calls in EXTENDED.items()
@@ -233,8 +213,7 @@ def audit_rules_extended(host: Any, item: Item) -> None:
     _check_rule(host, item)
 
 
-@pytest.mark.control("MLPS-AUD-02")
-@parametrize("MLPS-AUD-02", ["kernel-immutable", "persistent"])
+@control("MLPS-AUD-02", items=["kernel-immutable", "persistent"])
 def audit_rules_immutable(host: Any, item: Item) -> None:
     if item.name == "kernel-immutable":
         expect("auditctl -s enabled", _status(host).get("enabled"), "2")

@@ -9,12 +9,12 @@ Two kinds of evidence:
 - probes from the outside: each declared flow really connects from a source
   inside its peer network (a stand-in namespace of tools/standins.sh or
   another tenant's VM), and a sample of undeclared ones does not (see
-  ``compliance_support.plan_probes``). A probe starts a listener on the
+  ``tenancy.compliance.probes.plan_probes``). A probe starts a listener on the
   destination for its duration, so "blocked" means filtered, not closed.
   A probe that did not happen (stand-in down, SSH to its source or
   destination failed, ``nc`` missing there, an answer not understood, a
   protocol other than tcp/udp) is skipped with the reason and recorded "not
-  tested", never counted as blocked (``ProbeRunner.connect``).
+  tested", never counted as blocked (``tenancy.compliance.probe_runner.ProbeRunner.connect``).
 
 Declared-flow and probe items exist per host: they are read from the
 inventory at collection (``--hosts=ansible://...``) and named after the flow.
@@ -28,50 +28,18 @@ from urllib.parse import urlsplit
 
 import pytest
 import testinfra
-from compliance_support import (
-    HostInfo,
-    Item,
-    NftRule,
-    NftTable,
-    Probe,
-    ProbeRunner,
-    cidr,
-    decide,
-    expect,
-    inventory_hosts,
-    nft_table,
-    packages,
-    port_text,
-    probe_items,
-    run,
-    units,
-)
 
-STATIC: dict[str, list[str]] = {
-    "nftables_enabled": [
-        "package",
-        "service-enabled",
-        "service-active",
-        "config-valid",
-        "table-loaded",
-    ],
-    "nftables_default_deny_inbound": [
-        "input-policy-drop",
-        "forward-policy-drop",
-        "replies-accepted",
-        "no-undeclared-inbound",
-    ],
-    "nftables_ssh_from_ops_only": ["ops-networks-known", "ssh-from-ops-only", "no-open-ssh"],
-    "nftables_egress_restricted": ["output-policy-drop", "no-undeclared-outbound"],
-    "nftables_drop_logging": ["log-inbound-drops", "log-outbound-drops"],
-}
-CONTROLS = {
-    "nftables_enabled": "BASE-FW-01",
-    "nftables_default_deny_inbound": "BASE-FW-02",
-    "nftables_ssh_from_ops_only": "BASE-FW-03",
-    "nftables_egress_restricted": "BASE-FW-04",
-    "nftables_drop_logging": "MLPS-FW-01",
-}
+from tenancy.compliance import control
+from tenancy.compliance.applicability import HostInfo, Policy, decide
+from tenancy.compliance.expect import expect
+from tenancy.compliance.facts import packages, run, units
+from tenancy.compliance.inventory import inventory_hosts
+from tenancy.compliance.items import Item, ItemsProvider
+from tenancy.compliance.network import cidr, port_text
+from tenancy.compliance.nft import NftRule, NftTable, nft_table
+from tenancy.compliance.probe_runner import ProbeRunner
+from tenancy.compliance.probes import Probe, probe_items
+
 DIRECTION = {"BASE-FW-02": "ingress", "BASE-FW-04": "egress"}
 
 
@@ -93,15 +61,15 @@ def _declared_items(config: pytest.Config, control: str) -> list[Item]:
     return out
 
 
-def _items(function: str) -> Any:
-    """The items of a firewall check: common ones, then the declared flows and probes per host."""
-    control = CONTROLS[function]
+def _items(*common: str) -> ItemsProvider:
+    """The items of a firewall check: ``common`` ones, then the declared flows and probes per
+    host (read from the inventory at collection)."""
 
-    def provide(config: pytest.Config) -> list[Item]:
-        values = [Item(control, n) for n in STATIC[function]]
+    def provide(config: pytest.Config, control: str) -> list[Item]:
+        values = [Item(control, n) for n in common]
         return values + _declared_items(config, control) + probe_items(config, control)
 
-    return pytest.mark.items.with_args(provide)
+    return provide
 
 
 # -- reading the ruleset ---------------------------------------------------------------
@@ -168,7 +136,7 @@ def _matches_flow(rule: NftRule, flow: Mapping[str, Any], chain: str) -> bool:
     )
 
 
-def _waived_or_off(policy: dict[str, Any], info: HostInfo, control: str) -> bool:
+def _waived_or_off(policy: Policy, info: HostInfo, control: str) -> bool:
     decision = decide(policy, control, info)
     return decision.status in ("waived", "not-applicable")
 
@@ -265,8 +233,10 @@ def _probe(host: Any, item: Item, config: pytest.Config) -> None:
 # -- the checks ------------------------------------------------------------------------
 
 
-@pytest.mark.control("BASE-FW-01")
-@_items("nftables_enabled")
+@control(
+    "BASE-FW-01",
+    items=_items("package", "service-enabled", "service-active", "config-valid", "table-loaded"),
+)
 def nftables_enabled(host: Any, item: Item) -> None:
     if item.name == "package":
         expect("package nftables", packages(host, ["nftables"])["nftables"], "installed")
@@ -283,10 +253,14 @@ def nftables_enabled(host: Any, item: Item) -> None:
         _table(host)
 
 
-@pytest.mark.control("BASE-FW-02")
-@_items("nftables_default_deny_inbound")
+@control(
+    "BASE-FW-02",
+    items=_items(
+        "input-policy-drop", "forward-policy-drop", "replies-accepted", "no-undeclared-inbound"
+    ),
+)
 def nftables_default_deny_inbound(
-    host: Any, item: Item, info: HostInfo, policy: dict[str, Any], pytestconfig: pytest.Config
+    host: Any, item: Item, info: HostInfo, policy: Policy, pytestconfig: pytest.Config
 ) -> None:
     if isinstance(item.expected, Probe):
         _probe(host, item, pytestconfig)
@@ -312,8 +286,7 @@ def nftables_default_deny_inbound(
         )
 
 
-@pytest.mark.control("BASE-FW-03")
-@_items("nftables_ssh_from_ops_only")
+@control("BASE-FW-03", items=_items("ops-networks-known", "ssh-from-ops-only", "no-open-ssh"))
 def nftables_ssh_from_ops_only(
     host: Any, item: Item, info: HostInfo, pytestconfig: pytest.Config
 ) -> None:
@@ -339,8 +312,7 @@ def nftables_ssh_from_ops_only(
     )
 
 
-@pytest.mark.control("BASE-FW-04")
-@_items("nftables_egress_restricted")
+@control("BASE-FW-04", items=_items("output-policy-drop", "no-undeclared-outbound"))
 def nftables_egress_restricted(
     host: Any, item: Item, info: HostInfo, pytestconfig: pytest.Config
 ) -> None:
@@ -360,8 +332,7 @@ def nftables_egress_restricted(
         )
 
 
-@pytest.mark.control("MLPS-FW-01")
-@_items("nftables_drop_logging")
+@control("MLPS-FW-01", items=_items("log-inbound-drops", "log-outbound-drops"))
 def nftables_drop_logging(host: Any, item: Item) -> None:
     chain = "input" if item.name == "log-inbound-drops" else "output"
     rules = _table(host).chain(chain)

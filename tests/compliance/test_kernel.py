@@ -8,19 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from compliance_support import (
-    Between,
-    Equals,
-    Expect,
-    Item,
-    expect,
-    key_values,
-    parametrize,
-    read_file,
-    run,
-    sysctls,
-)
+from tenancy.compliance import control
+from tenancy.compliance.expect import Between, Equals, Expect, expect
+from tenancy.compliance.facts import key_values, read_file, run, sysctls
+from tenancy.compliance.items import Item
 
 SYSCTL_FILE = "/etc/sysctl.d/60-tenancy.conf"
 
@@ -72,20 +63,17 @@ def _check_sysctl(host: Any, item: Item, keys: list[str]) -> None:
     expect(f"{item.name} in {SYSCTL_FILE}", at_boot, item.expected)
 
 
-@pytest.mark.control("BASE-KRN-01")
-@parametrize("BASE-KRN-01", NETWORK)
+@control("BASE-KRN-01", items=NETWORK)
 def sysctl_network_hardening(host: Any, item: Item) -> None:
     _check_sysctl(host, item, list(NETWORK))
 
 
-@pytest.mark.control("BASE-KRN-02")
-@parametrize("BASE-KRN-02", SELF_PROTECTION)
+@control("BASE-KRN-02", items=SELF_PROTECTION)
 def sysctl_kernel_self_protection(host: Any, item: Item) -> None:
     _check_sysctl(host, item, list(SELF_PROTECTION))
 
 
-@pytest.mark.control("BASE-KRN-03")
-@parametrize("BASE-KRN-03", MODULES)
+@control("BASE-KRN-03", items=MODULES)
 def modprobe_blacklist(host: Any, item: Item) -> None:
     # one command for all modules: their modprobe configuration and the loaded list
     pattern = "|".join(MODULES)

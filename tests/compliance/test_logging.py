@@ -10,18 +10,12 @@ import re
 from typing import Any
 
 import pytest
-from compliance_support import (
-    HostInfo,
-    Item,
-    active_lines,
-    expect,
-    key_values,
-    packages,
-    parametrize,
-    run,
-    stat,
-    units,
-)
+
+from tenancy.compliance import control
+from tenancy.compliance.applicability import HostInfo
+from tenancy.compliance.expect import expect
+from tenancy.compliance.facts import active_lines, key_values, packages, run, stat, units
+from tenancy.compliance.items import Item
 
 
 def _journald(host: Any) -> dict[str, str]:
@@ -50,10 +44,9 @@ def _seconds(text: str | None) -> float:
 SIX_MONTHS = 6 * 2629800
 
 
-@pytest.mark.control("BASE-LOG-01")
-@parametrize(
+@control(
     "BASE-LOG-01",
-    {
+    items={
         "Storage": "persistent",
         "Compress": "yes",
         "SystemMaxUse": None,
@@ -82,10 +75,15 @@ def journald_persistent(host: Any, item: Item) -> None:
         expect(f"journald {item.name}", value, item.expected)
 
 
-@pytest.mark.control("BASE-LOG-02")
-@parametrize(
+@control(
     "BASE-LOG-02",
-    ["package", "service-enabled", "service-running", "forward-to-syslog", "file-create-mode"],
+    items=[
+        "package",
+        "service-enabled",
+        "service-running",
+        "forward-to-syslog",
+        "file-create-mode",
+    ],
 )
 def rsyslog_running(host: Any, item: Item) -> None:
     if item.name == "package":
@@ -105,8 +103,7 @@ def rsyslog_running(host: Any, item: Item) -> None:
         assert mode & 0o137 == 0, f"rsyslog $FileCreateMode is {modes[-1]}, expected 0640 or less"
 
 
-@pytest.mark.control("MLPS-LOG-01")
-@parametrize("MLPS-LOG-01", ["site-log-server", "forwarding-configured", "connected"])
+@control("MLPS-LOG-01", items=["site-log-server", "forwarding-configured", "connected"])
 def rsyslog_remote_forwarding(host: Any, item: Item, info: HostInfo) -> None:
     target = str(info.var("tenancy_site_syslog_host", "") or "")
     port = str(info.var("tenancy_site_syslog_port", 514))

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from compliance_support import Item, packages, parametrize, units
+from tenancy.compliance import control
+from tenancy.compliance.facts import packages, units
+from tenancy.compliance.items import Item
 
 UNNEEDED_UNITS = [
     "avahi-daemon.service",
@@ -27,8 +28,7 @@ UNNEEDED_UNITS = [
 LEGACY_CLIENTS = ["nis", "rsh-client", "talk", "telnet", "inetutils-telnet"]
 
 
-@pytest.mark.control("BASE-SVC-01")
-@parametrize("BASE-SVC-01", UNNEEDED_UNITS)
+@control("BASE-SVC-01", items=UNNEEDED_UNITS)
 def unneeded_services_masked(host: Any, item: Item) -> None:
     unit = units(host, UNNEEDED_UNITS)[item.name]
     state, load = unit.get("ActiveState"), unit.get("LoadState")
@@ -36,8 +36,7 @@ def unneeded_services_masked(host: Any, item: Item) -> None:
     assert load in ("masked", "not-found"), f"{item.name} is installed and {load}, expected masked"
 
 
-@pytest.mark.control("BASE-SVC-02")
-@parametrize("BASE-SVC-02", LEGACY_CLIENTS)
+@control("BASE-SVC-02", items=LEGACY_CLIENTS)
 def legacy_clients_absent(host: Any, item: Item) -> None:
     status = packages(host, LEGACY_CLIENTS)[item.name]
     assert status != "installed", f"package {item.name} is installed"

@@ -8,20 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from compliance_support import (
-    Between,
-    HostInfo,
-    Item,
-    OneOf,
-    SubsetOf,
-    expect,
-    parametrize,
-    read_file,
-    sshd_config,
-    stat,
-    units,
-)
+from tenancy.compliance import control
+from tenancy.compliance.applicability import HostInfo
+from tenancy.compliance.expect import Between, OneOf, SubsetOf, expect
+from tenancy.compliance.facts import read_file, sshd_config, stat, units
+from tenancy.compliance.items import Item
 
 DROPIN = "/etc/ssh/sshd_config.d/05-tenancy-hardening.conf"
 
@@ -58,10 +49,9 @@ def _private_root_file(host: Any, path: str) -> None:
     assert found.mode & 0o077 == 0, f"{path} has mode {found.mode:04o}, expected 0600 or stricter"
 
 
-@pytest.mark.control("BASE-SSH-01")
-@parametrize(
+@control(
     "BASE-SSH-01",
-    {
+    items={
         "managed-dropin": DROPIN,
         "sshd_config-private": "/etc/ssh/sshd_config",
         "loglevel": "VERBOSE",
@@ -85,10 +75,9 @@ def sshd_managed_config(host: Any, item: Item) -> None:
         expect(f"sshd {item.name}", sshd_config(host).get(item.name), item.expected)
 
 
-@pytest.mark.control("BASE-SSH-02")
-@parametrize(
+@control(
     "BASE-SSH-02",
-    {
+    items={
         "pubkeyauthentication": "yes",
         "passwordauthentication": "no",
         "kbdinteractiveauthentication": "no",
@@ -102,25 +91,22 @@ def sshd_key_only_authentication(host: Any, item: Item) -> None:
     expect(f"sshd {item.name}", sshd_config(host).get(item.name), item.expected)
 
 
-@pytest.mark.control("BASE-SSH-03")
-@parametrize("BASE-SSH-03", {"permitrootlogin": "no"})
+@control("BASE-SSH-03", items={"permitrootlogin": "no"})
 def sshd_permit_root_login(host: Any, item: Item) -> None:
     expect(f"sshd {item.name}", sshd_config(host).get(item.name), item.expected)
 
 
-@pytest.mark.control("BASE-SSH-04")
-@parametrize(
+@control(
     "BASE-SSH-04",
-    {"ciphers": SubsetOf(CIPHERS), "macs": SubsetOf(MACS), "kexalgorithms": SubsetOf(KEX)},
+    items={"ciphers": SubsetOf(CIPHERS), "macs": SubsetOf(MACS), "kexalgorithms": SubsetOf(KEX)},
 )
 def sshd_strong_crypto(host: Any, item: Item) -> None:
     expect(f"sshd {item.name}", sshd_config(host).get(item.name), item.expected)
 
 
-@pytest.mark.control("BASE-SSH-05")
-@parametrize(
+@control(
     "BASE-SSH-05",
-    {
+    items={
         "clientaliveinterval": Between(1, 300),
         "clientalivecountmax": Between(1, 3),
         "logingracetime": Between(1, 60),
@@ -139,10 +125,9 @@ def _startups_ok(value: str | None) -> bool:
     return 0 < start <= 10 and rate >= 30 and 0 < full <= 60
 
 
-@pytest.mark.control("BASE-SSH-06")
-@parametrize(
+@control(
     "BASE-SSH-06",
-    {"maxauthtries": Between(1, 4), "maxsessions": Between(1, 10), "maxstartups": "10:30:60"},
+    items={"maxauthtries": Between(1, 4), "maxsessions": Between(1, 10), "maxstartups": "10:30:60"},
 )
 def sshd_auth_limits(host: Any, item: Item) -> None:
     value = sshd_config(host).get(item.name)
@@ -156,8 +141,7 @@ def sshd_auth_limits(host: Any, item: Item) -> None:
 BANNER_LEAKS = ("debian", "ubuntu", "linux", "bookworm", r"\m", r"\r", r"\s", r"\v")
 
 
-@pytest.mark.control("BASE-SSH-07")
-@parametrize("BASE-SSH-07", ["banner", "issue.net-warns", "issue.net-no-os", "issue.net-perms"])
+@control("BASE-SSH-07", items=["banner", "issue.net-warns", "issue.net-no-os", "issue.net-perms"])
 def sshd_banner(host: Any, item: Item) -> None:
     if item.name == "banner":
         expect("sshd banner", sshd_config(host).get("banner"), "/etc/issue.net")
@@ -177,10 +161,9 @@ def sshd_banner(host: Any, item: Item) -> None:
         assert not leaks, f"/etc/issue.net reveals the system: {leaks}"
 
 
-@pytest.mark.control("BASE-SSH-08")
-@parametrize(
+@control(
     "BASE-SSH-08",
-    {
+    items={
         "disableforwarding": "yes",
         "x11forwarding": "no",
         "allowagentforwarding": "no",
@@ -193,8 +176,7 @@ def sshd_forwarding_disabled(host: Any, item: Item) -> None:
     expect(f"sshd {item.name}", sshd_config(host).get(item.name), item.expected)
 
 
-@pytest.mark.control("MLPS-SSH-01")
-@parametrize("MLPS-SSH-01", ["allowgroups"])
+@control("MLPS-SSH-01", items=["allowgroups"])
 def sshd_allow_groups(host: Any, item: Item, info: HostInfo) -> None:
     allowed = info.var("tenancy_ssh_allow_groups") or ["ops"]
     value = sshd_config(host).get("allowgroups")

@@ -2,7 +2,7 @@
 
 A running chronyd is not a synchronised clock: BASE-TIME-02 also needs a
 usable source (``chronyc -n sources`` state ``*``/``+``, a real reference in
-``chronyc tracking``; see ``compliance_support.chrony_sync_problem``).
+``chronyc tracking``; see ``tenancy.compliance.chrony.chrony_sync_problem``).
 """
 
 from __future__ import annotations
@@ -10,26 +10,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
-from compliance_support import (
-    HostInfo,
-    Item,
-    active_lines,
-    chrony_sync_problem,
-    expect,
-    packages,
-    parametrize,
-    parse_chrony_sources,
-    run,
-    units,
-)
+from tenancy.compliance import control
+from tenancy.compliance.applicability import HostInfo
+from tenancy.compliance.chrony import chrony_sync_problem, parse_chrony_sources
+from tenancy.compliance.expect import expect
+from tenancy.compliance.facts import active_lines, packages, run, units
+from tenancy.compliance.items import Item
 
 #: Time daemons that must not run next to chrony.
 OTHER_DAEMONS = ["systemd-timesyncd.service", "ntp.service", "ntpsec.service", "openntpd.service"]
 
 
-@pytest.mark.control("BASE-TIME-01")
-@parametrize("BASE-TIME-01", ["package", "service-enabled", "service-running", *OTHER_DAEMONS])
+@control("BASE-TIME-01", items=["package", "service-enabled", "service-running", *OTHER_DAEMONS])
 def chrony_running(host: Any, item: Item) -> None:
     if item.name == "package":
         expect("package chrony", packages(host, ["chrony"])["chrony"], "installed")
@@ -63,10 +55,9 @@ def _servers(host: Any) -> tuple[list[str], list[str]]:
     return servers, pools
 
 
-@pytest.mark.control("BASE-TIME-02")
-@parametrize(
+@control(
     "BASE-TIME-02",
-    ["site-servers-known", "configured-servers", "no-pools", "live-sources", "synchronised"],
+    items=["site-servers-known", "configured-servers", "no-pools", "live-sources", "synchronised"],
 )
 def chrony_sources(host: Any, item: Item, info: HostInfo) -> None:
     site = [str(s) for s in info.var("tenancy_site_ntp_servers") or []]

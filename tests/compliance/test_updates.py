@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pytest
-from compliance_support import Item, expect, packages, parametrize, run, units
+from tenancy.compliance import control
+from tenancy.compliance.expect import expect
+from tenancy.compliance.facts import packages, run, units
+from tenancy.compliance.items import Item
 
 
 def _apt_config(host: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
@@ -30,10 +32,9 @@ def _apt_config(host: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
     return scalars, lists
 
 
-@pytest.mark.control("BASE-UPD-01")
-@parametrize(
+@control(
     "BASE-UPD-01",
-    {
+    items={
         "package": "unattended-upgrades",
         "APT::Periodic::Update-Package-Lists": "1",
         "APT::Periodic::Unattended-Upgrade": "1",
@@ -58,8 +59,7 @@ def _security_only(origin: str) -> bool:
     return "security" in text
 
 
-@pytest.mark.control("BASE-UPD-02")
-@parametrize("BASE-UPD-02", ["has-security-origin", "origins-pattern", "allowed-origins"])
+@control("BASE-UPD-02", items=["has-security-origin", "origins-pattern", "allowed-origins"])
 def unattended_upgrades_security_only(host: Any, item: Item) -> None:
     _, lists = _apt_config(host)
     patterns = lists.get("Unattended-Upgrade::Origins-Pattern", [])

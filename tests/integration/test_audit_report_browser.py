@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import dump_dom, matrix_cells, screenshot
+from tests.support.browser import dump_dom, matrix_cells, screenshot
 
 from tenancy.policy.catalogue import Waiver, load_catalogue
 from tenancy.policy.report import build_results, render_html

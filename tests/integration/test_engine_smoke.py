@@ -39,7 +39,8 @@ from tenancy.infra.dynamic import (
     Volume,
     VolumeArgs,
 )
-from tenancy.policy.runner import READY_PROBE
+from tenancy.policy.reachability import READY_PROBE
+from tenancy.ssh import SshOptions
 
 pytestmark = pytest.mark.integration
 
@@ -199,23 +200,9 @@ def wait_for_ssh(address: str, key: Any, timeout: float) -> int:
 def ssh(address: str, key: Any, command: str, timeout: float = 60) -> Any:
     try:
         return subprocess.run(
-            [
-                "ssh",
-                "-o",
-                "BatchMode=yes",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "ConnectTimeout=5",
-                "-o",
-                "LogLevel=ERROR",
-                "-i",
-                str(key.private),
-                f"ops@{address}",
-                command,
-            ],
+            SshOptions(private_key=Path(key.private), connect_timeout=5).argv(
+                "ops", address, command
+            ),
             capture_output=True,
             text=True,
             timeout=timeout,

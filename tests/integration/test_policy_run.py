@@ -1,6 +1,6 @@
 """The security baseline on real VMs: PolicyRun in ``tenancy up``, ``tenancy harden``, drift.
 
-An isolated copy of the project (``tests/integration/sitecopy.py``) gets a site
+An isolated copy of the project (``tests/support/sitecopy.py``) gets a site
 ``it-policy`` derived from ``stacks/Pulumi.local.yaml`` and two tenants:
 ``it-gamma`` (2 tiny VMs, intranet 10.30.202.0/24, baseline) and ``it-delta``
 (1 tiny VM, extranet 10.40.202.0/24, baseline + mlps-level3, MLPS-LOG-01 waived
@@ -57,20 +57,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import dump_dom, matrix_cells, screenshot
-from sitecopy import (
-    SiteCopy,
-    make_site_copy,
-    new_workdir,
-    reopen_site_copy,
-    site_lock,
-    site_objects,
-    ssh,
-    sweep_site,
-)
+from tests.support.browser import dump_dom, matrix_cells, screenshot
+from tests.support.guests import ssh
+from tests.support.libvirt_cleanup import site_objects, sweep_site
+from tests.support.locks import site_lock
+from tests.support.sitecopy import SiteCopy, make_site_copy, new_workdir, reopen_site_copy
 
+from tenancy.policy.reachability import wait_for_ssh
 from tenancy.policy.report import failures, verify_manifest
-from tenancy.policy.runner import wait_for_ssh
 
 pytestmark = pytest.mark.integration
 

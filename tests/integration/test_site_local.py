@@ -1,6 +1,6 @@
 """A whole site through the real ``tenancy`` CLI: up, firewall matrix, drift, interrupt, destroy.
 
-The test runs on an isolated copy of the project (``sitecopy.py``): site
+The test runs on an isolated copy of the project (``tests/support/sitecopy.py``): site
 ``it-local`` on this machine's libvirt, two test tenants with explicit CIDRs,
 three tiny VMs, its own Pulumi file backend, passphrase and ops key. The
 tenants' security baseline is waived in the copy (the PolicyRun still runs but
@@ -48,22 +48,18 @@ from typing import Any
 
 import libvirt
 import pytest
-from sitecopy import (
-    SiteCopy,
-    interrupt_up,
-    make_site_copy,
-    new_workdir,
+from tests.support.guests import ssh, wait_for_ssh
+from tests.support.interrupt import interrupt_up
+from tests.support.libvirt_cleanup import site_objects, sweep_site
+from tests.support.locks import site_lock
+from tests.support.probes import (
     probe_from_guest,
     probe_from_host,
-    site_lock,
-    site_objects,
-    ssh,
     start_guest_listeners,
     start_host_listener,
-    sweep_site,
-    wait_for_ssh,
-    waive_baseline,
 )
+from tests.support.sitecopy import SiteCopy, make_site_copy, new_workdir
+from tests.support.waivers import waive_baseline
 
 pytestmark = pytest.mark.integration
 # lookups of a missing domain are expected; keep libvirt from printing them to stderr

@@ -1,7 +1,7 @@
 """The whole user path on one real VM: tenant file -> up with the real baseline -> audit.
 
 What a department, ops and an auditor do, through the real ``tenancy`` CLI on
-an isolated copy of the project (``sitecopy.py``, site ``it-path``): one
+an isolated copy of the project (``tests/support/sitecopy.py``, site ``it-path``): one
 tenant, one tiny TCG VM, the ``baseline`` profile with no control waived.
 
 1. ``tenancy validate`` accepts the tenant file; ``tenancy up`` boots the VM
@@ -36,19 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import dump_dom, matrix_cells, screenshot
-from sitecopy import (
-    SiteCopy,
-    make_site_copy,
-    new_workdir,
-    site_lock,
-    site_objects,
-    ssh,
-    sweep_site,
-)
+from tests.support.browser import dump_dom, matrix_cells, screenshot
+from tests.support.guests import ssh
+from tests.support.libvirt_cleanup import site_objects, sweep_site
+from tests.support.locks import site_lock
+from tests.support.sitecopy import SiteCopy, make_site_copy, new_workdir
 
+from tenancy.policy.reachability import wait_for_ssh
 from tenancy.policy.report import failures, verify_manifest
-from tenancy.policy.runner import wait_for_ssh
 
 pytestmark = pytest.mark.integration
 

@@ -29,6 +29,8 @@ from tenancy.infra.hypervisor import BaseImage
 from tenancy.infra.program_config import ProgramInputs
 from tenancy.plan.ledger import ledger_path, read_ledger
 from tenancy.plan.planner import plan_paths
+from tenancy.policy.variables import load_policy_sources
+from tenancy.project import Project
 
 DYNAMIC = "pulumi-python:dynamic/tenancy:"
 COMPONENT = "tenancy:infra:"
@@ -219,8 +221,9 @@ def program_inputs(
     images = {n: fake_image(image_dir, n) for n in sorted({m.image for m in plan.machines()})}
     ledger = result.ledgers[site_name]
     on_disk = read_ledger(ledger_path(root / "stacks", site_name), site_name)
+    project = Project.at(root)
     return ProgramInputs(
-        root=root,
+        project=project,
         site=site.model,
         plan=plan,
         ledger=ledger,
@@ -228,4 +231,5 @@ def program_inputs(
         images=images,
         ssh_keys=list(ssh_keys),
         approved=approve,
+        policy_sources=load_policy_sources(project),
     )

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tenancy.compliance.applicability import applicability
 from tenancy.policy.catalogue import Waiver, load_catalogue
 from tenancy.policy.report import (
-    applicability,
     build_results,
     exit_code,
     failures,
@@ -369,7 +369,7 @@ def _fake_suite(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
         return 0
 
     monkeypatch.setattr(audit, "_run_logged", fake)
-    monkeypatch.setattr(audit, "_close_masters", lambda hosts: None)
+    monkeypatch.setattr(audit, "_close_masters", lambda ssh, hosts: None)
     return calls
 
 

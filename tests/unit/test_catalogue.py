@@ -74,7 +74,7 @@ def test_roles_for_baseline_covers_every_role(catalogue: Catalogue) -> None:
 def test_brief_example_control_is_traceable(catalogue: Catalogue) -> None:
     control = catalogue.control("BASE-SSH-03")
     assert control.implements.role == "tenancy_ssh"
-    assert control.check == "tests/compliance/test_ssh.py::sshd_permit_root_login"
+    assert control.check == "test_ssh.py::sshd_permit_root_login"
     assert "5.1.20" in control.references["cis-debian12"]
 
 
@@ -210,14 +210,14 @@ controls:
     rationale: Attributable logins.
     severity: high
     implements: {role: tenancy_ssh, tags: [BASE-SSH-03]}
-    check: tests/compliance/test_ssh.py::sshd_permit_root_login
+    check: test_ssh.py::sshd_permit_root_login
     references: {cis-debian12: ["5.1.20"]}
   - id: STRICT-SSH-01
     title: Ensure only ops log in
     rationale: Explicit accounts.
     severity: medium
     implements: {role: tenancy_ssh, tags: [STRICT-SSH-01]}
-    check: tests/compliance/test_ssh.py::sshd_allow_groups
+    check: test_ssh.py::sshd_allow_groups
 """
 
 
@@ -347,6 +347,17 @@ def test_bad_control_id_and_check_format(tmp_path: Path) -> None:
     errors = _errors(_write(tmp_path, text))
     assert any("controls[1].id: String should match pattern" in e for e in errors)
     assert any("controls[1].check: String should match pattern" in e for e in errors)
+
+
+def test_a_check_is_named_relative_to_the_suite(tmp_path: Path) -> None:
+    """``test_ssh.py::name`` means the same check in a checkout and in a wheel; a path is not."""
+    text = MINIMAL.replace(
+        "check: test_ssh.py::sshd_allow_groups",
+        "check: tests/compliance/test_ssh.py::sshd_allow_groups",
+    )
+    errors = _errors(_write(tmp_path, text))
+    assert any("controls[1].check: String should match pattern" in e for e in errors)
+    assert not any("controls[0].check" in e for e in errors)
 
 
 def test_implementing_role_must_exist(tmp_path: Path) -> None:

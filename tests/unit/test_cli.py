@@ -12,17 +12,11 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from unit_helpers import (
-    EXAMPLE_TENANTS,
-    REPO,
-    CliResult,
-    tenant_doc,
-    write_data,
-    write_tenant,
-)
+from tests.support.cli import CliResult
+from tests.support.project import EXAMPLE_TENANTS, REPO, tenant_doc, write_data, write_tenant
 
 from tenancy import __version__
-from tenancy.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from tenancy.cli.errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 
 Cli = Callable[..., CliResult]
 FORMATS = ["table", "markdown", "json", "dot", "mermaid"]
@@ -417,10 +411,43 @@ def test_engine_verbs_pass_the_flags_that_avoid_double_work(
         calls.append((site, verb, list(args)))
         return 0
 
-    monkeypatch.setattr("tenancy.cli_ops.run_pulumi", fake_run)
+    monkeypatch.setattr("tenancy.cli.engine.run_pulumi", fake_run)
     # recorded, then removed: what a preview sets in-process is undone after the test
     monkeypatch.setenv("PULUMI_SKIP_CHECKPOINTS", "")
     monkeypatch.delenv("PULUMI_SKIP_CHECKPOINTS")
     result = cli("--root", project, *verb.split()[:1], "--site", "local", *verb.split()[1:])
     assert result.code == EXIT_OK, result
     assert calls == [("local", verb.split()[0], expected)]
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@pytest.mark.parametrize(("tenants", "expected"), [([], None), (["hr"], "hr")])
+def test_audit_passes_one_tenant_through(
+    cli: Cli,
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tenants: list[str],
+    expected: str | None,
+) -> None:
+    from tenancy.policy.audit import AuditError, AuditOptions
+
+    seen: list[AuditOptions] = []
+
+    def fake_audit(options: AuditOptions, **_: object) -> object:
+        seen.append(options)
+        raise AuditError("faked: no host audited")
+
+    monkeypatch.setattr("tenancy.cli.audit.run_audit", fake_audit)
+    args = [a for t in tenants for a in ("--tenant", t)]
+    result = cli("--root", project, "audit", "--site", "local", *args, "-q")
+    assert result.code == EXIT_INVALID and "faked: no host audited" in result.err
+    (options,) = seen
+    assert (options.site, options.tenant, options.root) == ("local", expected, project.resolve())
+
+
+def test_audit_refuses_several_tenants_for_now(cli: Cli, project: Path) -> None:
+    result = cli("--root", project, "audit", "--tenant", "hr", "--tenant", "tourism")
+    assert result.code == EXIT_USAGE
+    assert result.err.strip() == "error: audit takes one --tenant for now"

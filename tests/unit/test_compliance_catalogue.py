@@ -1,18 +1,20 @@
 """The compliance suite and the catalogue agree, and the suite's parsers read real output.
 
 - every control of policies/catalogue.yaml has its check: a function of that
-  name in tests/compliance, marked with the control's ID, collected by pytest
-  with the ID in every test ID; and no check exists without its control;
+  name in the installed suite (tests/compliance in a checkout), marked with the
+  control's ID, collected by pytest with the ID in every test ID, under the
+  name the catalogue gives it; and no check exists without its control;
 - the helpers that read ``auditctl -l``, ``nft -j`` and the inventory's flows
-  (tests/compliance/compliance_support.py) are exercised on captured output.
+  (:mod:`tenancy.compliance`) are exercised on captured output.
 
 No host is contacted: collection runs against testinfra's local backend.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import inspect
+import os
 import re
 import subprocess
 import sys
@@ -22,35 +24,35 @@ from typing import Any
 
 import pytest
 
+from tenancy.compliance.applicability import HostInfo
+from tenancy.compliance.audit_rules import Syscalls, Watch, audit_rule_missing, parse_audit_rules
+from tenancy.compliance.expect import Between, Equals, OneOf, SubsetOf, expect
+from tenancy.compliance.network import cidr
+from tenancy.compliance.nft import parse_nft
+from tenancy.compliance.plugin import host_scope
+from tenancy.compliance.probes import parse_standins, plan_probes
 from tenancy.policy.catalogue import load_catalogue
+from tenancy.project import shipped
 
 REPO = Path(__file__).resolve().parents[2]
-SUITE = REPO / "tests" / "compliance"
+#: The checks where the installed package carries them (tests/compliance in a checkout).
+SUITE = shipped("compliance")
 CATALOGUE = load_catalogue(REPO / "policies" / "catalogue.yaml")
-
-if str(SUITE) not in sys.path:
-    sys.path.insert(0, str(SUITE))
-
-import compliance_support as cs  # noqa: E402  (tests/compliance is not a package)
 
 
 @pytest.fixture(scope="module")
 def modules(pytestconfig: pytest.Config) -> dict[str, ModuleType]:
-    """The suite's modules, imported (their markers registered as tests/compliance does)."""
+    """The suite's modules, imported (their markers registered as the plugin does)."""
     pytestconfig.addinivalue_line("markers", "control(id): catalogue control of a check")
     pytestconfig.addinivalue_line("markers", "items(provider): items from the inventory")
-    out = {}
-    for path in sorted(SUITE.glob("test_*.py")):
-        spec = importlib.util.spec_from_file_location(f"compliance_{path.stem}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        out[path.name] = module
-    return out
+    return {
+        path.name: importlib.import_module(f"tenancy._resources.compliance.{path.stem}")
+        for path in sorted(SUITE.glob("test_*.py"))
+    }
 
 
 def _marked_checks(modules: dict[str, ModuleType]) -> dict[str, str]:
-    """``tests/compliance/test_x.py::function`` -> control ID, for every marked function."""
+    """``test_x.py::function`` (as the catalogue says) -> control ID, for every marked function."""
     found: dict[str, str] = {}
     for filename, module in modules.items():
         for name, obj in vars(module).items():
@@ -59,7 +61,7 @@ def _marked_checks(modules: dict[str, ModuleType]) -> dict[str, str]:
             marks = [m for m in getattr(obj, "pytestmark", []) if m.name == "control"]
             if marks:
                 assert len(marks) == 1, f"{filename}::{name} has {len(marks)} control markers"
-                found[f"tests/compliance/{filename}::{name}"] = str(marks[0].args[0])
+                found[f"{filename}::{name}"] = str(marks[0].args[0])
     return found
 
 
@@ -85,13 +87,13 @@ def test_one_module_per_domain(modules: dict[str, ModuleType]) -> None:
     domains.add("firewall")
     assert {f"test_{d}.py" for d in domains} == set(modules)
     for control in CATALOGUE.controls:
-        assert control.check.startswith("tests/compliance/test_"), control.check
+        assert control.check.startswith("test_"), control.check
 
 
 def test_items_of_a_check_carry_its_control(modules: dict[str, ModuleType]) -> None:
     marked = _marked_checks(modules)
     for check, control in marked.items():
-        filename, _, name = check.removeprefix("tests/compliance/").partition("::")
+        filename, _, name = check.partition("::")
         function = getattr(modules[filename], name)
         for mark in getattr(function, "pytestmark", []):
             if mark.name == "parametrize" and mark.args[0] == "item":
@@ -100,20 +102,25 @@ def test_items_of_a_check_carry_its_control(modules: dict[str, ModuleType]) -> N
 
 
 @pytest.fixture(scope="module")
-def collected() -> list[str]:
-    """``pytest --collect-only`` of the suite (testinfra's local backend: no host contacted)."""
+def collected(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """``pytest --collect-only`` of the installed suite as ``tenancy audit`` runs it: from
+    another directory, rooted at the suite, no ini file (testinfra's local backend: no
+    host contacted)."""
     out = subprocess.run(
         [
             sys.executable,
             "-m",
             "pytest",
             str(SUITE),
+            f"--rootdir={SUITE}",
+            "-c",
+            os.devnull,
             "--collect-only",
             "-q",
             "-p",
             "no:cacheprovider",
         ],
-        cwd=REPO,
+        cwd=tmp_path_factory.mktemp("elsewhere"),
         capture_output=True,
         text=True,
         timeout=300,
@@ -143,9 +150,9 @@ def test_checks_are_parametrized_per_item(collected: list[str]) -> None:
     counts: dict[str, int] = {}
     for nodeid in collected:
         counts[nodeid.split("[")[0]] = counts.get(nodeid.split("[")[0], 0) + 1
-    assert counts["tests/compliance/test_kernel.py::sysctl_network_hardening"] >= 20
-    assert counts["tests/compliance/test_ssh.py::sshd_key_only_authentication"] == 7
-    assert counts["tests/compliance/test_audit.py::audit_rules_identity"] == 8
+    assert counts["test_kernel.py::sysctl_network_hardening"] >= 20
+    assert counts["test_ssh.py::sshd_key_only_authentication"] == 7
+    assert counts["test_audit.py::audit_rules_identity"] == 8
 
 
 # -- the parsers, on captured output -------------------------------------------------------
@@ -161,23 +168,22 @@ AUDITCTL = """\
 
 
 def test_audit_rules_are_matched_by_meaning_not_text() -> None:
-    rules = cs.parse_audit_rules(AUDITCTL)
-    assert cs.audit_rule_missing(rules, cs.Watch("/etc/group", "wa", "BASE-AUD-03")) is None
-    assert cs.audit_rule_missing(rules, cs.Watch("/etc/pam.d", "wa", "BASE-AUD-03")) is None
-    assert cs.audit_rule_missing(rules, cs.Watch("/usr/bin/sudo", "x", "BASE-AUD-05")) is None
-    execve = cs.Syscalls("b64", ("execve",), "BASE-AUD-04", "euid!=uid")
-    assert cs.audit_rule_missing(rules, execve) is None
+    rules = parse_audit_rules(AUDITCTL)
+    assert audit_rule_missing(rules, Watch("/etc/group", "wa", "BASE-AUD-03")) is None
+    assert audit_rule_missing(rules, Watch("/etc/pam.d", "wa", "BASE-AUD-03")) is None
+    assert audit_rule_missing(rules, Watch("/usr/bin/sudo", "x", "BASE-AUD-05")) is None
+    execve = Syscalls("b64", ("execve",), "BASE-AUD-04", "euid!=uid")
+    assert audit_rule_missing(rules, execve) is None
     # spread over two rules still counts; a missing arch or syscall does not
-    time_b64 = cs.Syscalls("b64", ("adjtimex", "settimeofday", "clock_settime"), "BASE-AUD-06")
-    assert cs.audit_rule_missing(rules, time_b64) is None
-    time_b32 = cs.Syscalls("b32", ("adjtimex",), "BASE-AUD-06")
-    assert "adjtimex" in str(cs.audit_rule_missing(rules, time_b32))
-    wrong_key = cs.Watch("/etc/group", "wa", "BASE-AUD-99")
-    assert cs.audit_rule_missing(rules, wrong_key) is not None
-    read_only = cs.Watch("/etc/shadow", "wa", "BASE-AUD-03")
+    time_b64 = Syscalls("b64", ("adjtimex", "settimeofday", "clock_settime"), "BASE-AUD-06")
+    assert audit_rule_missing(rules, time_b64) is None
+    time_b32 = Syscalls("b32", ("adjtimex",), "BASE-AUD-06")
+    assert "adjtimex" in str(audit_rule_missing(rules, time_b32))
+    wrong_key = Watch("/etc/group", "wa", "BASE-AUD-99")
+    assert audit_rule_missing(rules, wrong_key) is not None
+    read_only = Watch("/etc/shadow", "wa", "BASE-AUD-03")
     assert (
-        cs.audit_rule_missing(rules, read_only)
-        == "no loaded rule -w /etc/shadow -p wa -k BASE-AUD-03"
+        audit_rule_missing(rules, read_only) == "no loaded rule -w /etc/shadow -p wa -k BASE-AUD-03"
     )
 
 
@@ -230,19 +236,19 @@ NFT = {
 
 
 def test_nft_json_is_reduced_to_matches_and_verdicts() -> None:
-    table = cs.parse_nft(NFT)
+    table = parse_nft(NFT)
     assert table.policies == {"input": "drop", "output": "drop"}
     inputs = table.chain("input")
     assert inputs[0].value("ct.state") == "established,related"
     assert inputs[2].value("ip.saddr") == "10.30.0.1/32" and inputs[2].value("tcp.dport") == "22"
     assert inputs[4].value("tcp.dport") == "8000-8100" and inputs[4].value("ip.saddr") is None
     assert inputs[5].log and inputs[5].limit and inputs[5].verdict is None
-    assert cs.cidr(str(table.chain("output")[0].value("ip.daddr"))) == "10.255.3.7/32"
+    assert cidr(str(table.chain("output")[0].value("ip.daddr"))) == "10.255.3.7/32"
 
 
 def test_firewall_check_finds_the_undeclared_inbound_rule(modules: dict[str, ModuleType]) -> None:
     firewall = modules["test_firewall.py"]
-    info = cs.HostInfo(
+    info = HostInfo(
         "hr-web-1",
         "hr",
         ("baseline",),
@@ -254,7 +260,7 @@ def test_firewall_check_finds_the_undeclared_inbound_rule(modules: dict[str, Mod
             ],
         },
     )
-    table = cs.parse_nft(NFT)
+    table = parse_nft(NFT)
     extra = firewall._undeclared_inbound(table, info, ssh_open_ok=False)
     assert extra == ["tcp.dport == 8000-8100 accept"]
     assert firewall._undeclared_outbound(table, info) == []
@@ -263,7 +269,7 @@ def test_firewall_check_finds_the_undeclared_inbound_rule(modules: dict[str, Mod
 
 
 def test_probes_follow_the_declared_flows() -> None:
-    standins = cs.parse_standins(
+    standins = parse_standins(
         "tn-intranet=10.255.1.2,tn-extranet=10.255.2.2,tn-internet=10.255.3.2"
     )
     hosts = {
@@ -296,7 +302,7 @@ def test_probes_follow_the_declared_flows() -> None:
         },
         "family-db-1": {"ansible_host": "10.30.1.10", "tenancy_tenant": "family"},
     }
-    hr = cs.plan_probes("hr-web-1", hosts["hr-web-1"], standins, hosts)
+    hr = plan_probes("hr-web-1", hosts["hr-web-1"], standins, hosts)
     shown = {str(p) for p in hr["BASE-FW-02"]}
     assert "tn-intranet -> hr-web-1 443/tcp reachable" in shown
     assert "tourism-web-1 -> hr-web-1 8443/tcp reachable" in shown  # another tenant's VM
@@ -305,7 +311,7 @@ def test_probes_follow_the_declared_flows() -> None:
     assert "family-db-1 -> hr-web-1 443/tcp blocked" in shown
     assert "tourism-web-1 -> hr-web-1 443/tcp blocked" in shown
     assert {str(p) for p in hr["BASE-FW-03"]} >= {"tn-internet -> hr-web-1 22/tcp blocked"}
-    tourism = cs.plan_probes("tourism-web-1", hosts["tourism-web-1"], standins, hosts)
+    tourism = plan_probes("tourism-web-1", hosts["tourism-web-1"], standins, hosts)
     egress = {str(p) for p in tourism["BASE-FW-04"]}
     assert "tourism-web-1 -> hr-web-1 8443/tcp reachable" in egress
     assert "tourism-web-1 -> tn-internet 443/tcp reachable" in egress
@@ -314,27 +320,23 @@ def test_probes_follow_the_declared_flows() -> None:
 
 
 def test_expectations_say_what_they_expect() -> None:
-    assert cs.Between(1, 4).ok("4") and not cs.Between(1, 4).ok("5") and not cs.Between(1).ok("x")
-    assert str(cs.Between(14, None)) == "at least 14"
-    assert cs.SubsetOf(("a", "b")).ok("b,a") and not cs.SubsetOf(("a",)).ok("a,c")
-    assert not cs.SubsetOf(("a",)).ok("")
-    assert cs.Equals("no").ok("No") and cs.OneOf(("SHA512", "YESCRYPT")).ok("yescrypt")
+    assert Between(1, 4).ok("4") and not Between(1, 4).ok("5") and not Between(1).ok("x")
+    assert str(Between(14, None)) == "at least 14"
+    assert SubsetOf(("a", "b")).ok("b,a") and not SubsetOf(("a",)).ok("a,c")
+    assert not SubsetOf(("a",)).ok("")
+    assert Equals("no").ok("No") and OneOf(("SHA512", "YESCRYPT")).ok("yescrypt")
     with pytest.raises(AssertionError, match=r"sshd permitrootlogin is 'yes', expected 'no'"):
-        cs.expect("sshd permitrootlogin", "yes", "no")
+        expect("sshd permitrootlogin", "yes", "no")
 
 
 def test_host_scope_groups_a_hosts_tests() -> None:
-    sys.modules.pop("conftest", None)
-    spec = importlib.util.spec_from_file_location("compliance_conftest", SUITE / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conftest)
     a = "tests/compliance/test_ssh.py::sshd_banner[ansible://hr-web-1-BASE-SSH-07-banner]"
     b = "tests/compliance/test_firewall.py::nftables_enabled[ansible://hr-web-1-BASE-FW-01-package]"
     c = "tests/compliance/test_ssh.py::sshd_banner[ansible://hr-web-2-BASE-SSH-07-banner]"
-    assert conftest.host_scope(a) == conftest.host_scope(b) == "ansible://hr-web-1"
-    assert conftest.host_scope(c) == "ansible://hr-web-2"
+    audited = "test_ssh.py::sshd_banner[ansible://hr-web-1-BASE-SSH-07-banner]"  # tenancy audit
+    assert host_scope(a) == host_scope(b) == host_scope(audited) == "ansible://hr-web-1"
+    assert host_scope(c) == "ansible://hr-web-2"
     assert re.match(
         r"tests/compliance/test_ssh\.py",
-        conftest.host_scope("tests/compliance/test_ssh.py::x[local-BASE-SSH-07-y]"),
+        host_scope("tests/compliance/test_ssh.py::x[local-BASE-SSH-07-y]"),
     )

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 from pulumi_mocks import COMPONENT, DYNAMIC, Program, Registered, program_inputs, run_program
-from unit_helpers import REPO, tenant_doc, write_tenant
+from tests.support.project import REPO, tenant_doc, write_tenant
 
 from tenancy.infra import program as tenancy_program
 from tenancy.infra import tenant_hosting
+from tenancy.infra.dynamic.policyrun import policy_run_args
 from tenancy.infra.program_config import ProgramInputs
 from tenancy.infra.storage_volume import GIB
 from tenancy.plan import names
@@ -395,3 +396,26 @@ def test_tenant_hosting_outputs(build: Build, site: str) -> None:
         assert th.outputs["quota"] == t.quota, f"{th.urn}: quota not visible to policies"
         vms = prog.descendants(th, "VirtualMachine")
         assert sorted(v.name for v in vms) == sorted(m.domain for m in t.machines), th.urn
+
+
+# --- hardening runs ---------------------------------------------------------------------
+
+
+def test_policy_runs_come_from_the_programs_inputs(
+    build: Build, project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Each tenant's PolicyRun is rendered from the program's inputs, wherever it runs."""
+    monkeypatch.chdir(tmp_path)  # no project here: nothing may be looked up from the cwd
+    inputs, prog = build("local", root=project)
+    runs = {r.inputs["tenant"]: r for r in prog.of_kind("PolicyRun")}
+    assert sorted(runs) == sorted(t.name for t in inputs.plan.tenants if t.machines)
+    for t in inputs.plan.tenants:
+        got, urn = runs[t.name].inputs, runs[t.name].urn
+        want = policy_run_args(
+            inputs.project, inputs.site, inputs.plan, t.name, inputs.policy_sources, inputs.today
+        )
+        assert got["project"] == str(project.resolve()), urn
+        assert got["state_dir"] == str(inputs.project.state_dir), urn
+        assert got["hosts"] == {m.domain: m.address for m in t.machines}, urn
+        assert got["policy_hash"] == want.policy_hash and len(want.policy_hash) == 64, urn
+        assert list(got["inventory"]["all"]["children"]) == [t.name], urn

@@ -12,14 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from unit_helpers import (
-    assert_located,
-    errors_of,
-    find,
-    tenant_doc,
-    write_data,
-    write_tenant,
-)
+from tests.support.problems import assert_located, errors_of, find
+from tests.support.project import tenant_doc, write_data, write_tenant
 
 from tenancy.contract.crosscheck import usage
 from tenancy.contract.loader import load_site, load_tenant

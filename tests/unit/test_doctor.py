@@ -8,10 +8,10 @@ from dataclasses import replace
 from pathlib import Path, PurePosixPath
 
 import pytest
-from unit_helpers import CliResult
+from tests.support.cli import CliResult
 
-from tenancy import cli_doctor
-from tenancy.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE
+from tenancy.cli import doctor as cli_doctor
+from tenancy.cli.errors import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 from tenancy.doctor import checks as c
 from tenancy.doctor.gather import disk_fact, is_local_uri, relevant_env, site_facts, stat_paths
 from tenancy.doctor.model import (

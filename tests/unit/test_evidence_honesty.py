@@ -17,7 +17,7 @@ whose commands answer from a table.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -29,26 +29,27 @@ from typing import Any
 import ansible
 import pytest
 import yaml
-from unit_helpers import REPO
+from tests.support.project import REPO
 
+from tenancy.compliance import facts
+from tenancy.compliance.applicability import Applicability, HostInfo
+from tenancy.compliance.chrony import chrony_sync_problem, parse_chrony_sources
+from tenancy.compliance.facts import Output
+from tenancy.compliance.items import Item
+from tenancy.compliance.probe_runner import ProbeRunner
+from tenancy.compliance.probes import Endpoint, Probe
+from tenancy.compliance.records import status
+from tenancy.policy.ansible_env import ansible_settings
+from tenancy.policy.ansible_run import run_policy
 from tenancy.policy.audit import AuditOptions, AuditRun, run_audit, summary_lines
 from tenancy.policy.catalogue import load_catalogue
-from tenancy.policy.report import Applicability, build_results, exit_code, failures, render_html
-from tenancy.policy.runner import (
-    HostResult,
-    RunRequest,
-    RunResult,
-    ansible_settings,
-    new_run_id,
-    parse_events,
-    run_policy,
-)
+from tenancy.policy.digest import PolicyFiles
+from tenancy.policy.report import build_results, exit_code, failures, render_html
+from tenancy.policy.results import HostResult, RunResult, parse_events
+from tenancy.policy.run_request import RunRequest, new_run_id
 
-SUITE = REPO / "tests" / "compliance"
-if str(SUITE) not in sys.path:
-    sys.path.insert(0, str(SUITE))
-
-import compliance_support as cs  # noqa: E402  (tests/compliance is not a package)
+#: The checks, as the installed package carries them (tests/compliance in a checkout).
+SUITE = "tenancy._resources.compliance"
 
 CATALOGUE = load_catalogue(REPO / "policies" / "catalogue.yaml")
 TODAY = date(2026, 6, 1)
@@ -98,45 +99,36 @@ def source(answer: Answer) -> FakeHost:
     return FakeHost("tourism-web-1", lambda command: answer)
 
 
-HR = cs.Endpoint("hr-web-1", "10.30.0.10", "host")
-TOURISM = cs.Endpoint("tourism-web-1", "10.40.0.10", "host")
-INTERNET = cs.Endpoint("tn-internet", "10.255.3.2", "netns")
+HR = Endpoint("hr-web-1", "10.30.0.10", "host")
+TOURISM = Endpoint("tourism-web-1", "10.40.0.10", "host")
+INTERNET = Endpoint("tn-internet", "10.255.3.2", "netns")
 
 
-def blocked(proto: str = "tcp", port: int = 22, src: cs.Endpoint = TOURISM) -> cs.Probe:
-    return cs.Probe(src, HR, proto, port, False, "SSH only from the operations networks")
+def blocked(proto: str = "tcp", port: int = 22, src: Endpoint = TOURISM) -> Probe:
+    return Probe(src, HR, proto, port, False, "SSH only from the operations networks")
 
 
-def connect(probe: cs.Probe, tgt: FakeHost, src: FakeHost | None = None) -> str:
+def connect(probe: Probe, tgt: FakeHost, src: FakeHost | None = None) -> str:
     hosts = {"tourism-web-1": src}
-    return cs.ProbeRunner(tgt, lambda name: hosts[name]).connect(probe)
+    return ProbeRunner(tgt, lambda name: hosts[name]).connect(probe)
 
 
 @pytest.fixture(autouse=True)
 def _fresh_facts() -> Iterator[None]:
     """The suite caches facts per host name; every test starts without them."""
-    cs._facts.clear()
+    facts._facts.clear()
     yield
-    cs._facts.clear()
-
-
-def _load(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    facts._facts.clear()
 
 
 @pytest.fixture(scope="module")
 def suite(pytestconfig: pytest.Config) -> dict[str, ModuleType]:
-    """test_firewall.py, test_time.py and the suite's conftest.py, imported."""
+    """test_firewall.py and test_time.py, imported (their markers registered as the plugin does)."""
     pytestconfig.addinivalue_line("markers", "control(id): catalogue control of a check")
     pytestconfig.addinivalue_line("markers", "items(provider): items from the inventory")
     return {
-        "firewall": _load(SUITE / "test_firewall.py", "honesty_test_firewall"),
-        "time": _load(SUITE / "test_time.py", "honesty_test_time"),
-        "conftest": _load(SUITE / "conftest.py", "honesty_conftest"),
+        "firewall": importlib.import_module(f"{SUITE}.test_firewall"),
+        "time": importlib.import_module(f"{SUITE}.test_time"),
     }
 
 
@@ -168,9 +160,7 @@ def suite(pytestconfig: pytest.Config) -> dict[str, ModuleType]:
         ),
     ],
 )
-def test_a_probe_that_did_not_run_is_untestable(
-    probe: cs.Probe, tgt: FakeHost, src: FakeHost
-) -> None:
+def test_a_probe_that_did_not_run_is_untestable(probe: Probe, tgt: FakeHost, src: FakeHost) -> None:
     got = connect(probe, tgt, src)
     assert got.startswith("untestable"), f"{probe}: {got!r} would read as blocked"
 
@@ -178,8 +168,8 @@ def test_a_probe_that_did_not_run_is_untestable(
 def test_a_probe_from_a_stand_in_that_did_not_run_is_untestable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    failed = cs.Output(1, "", 'Cannot open network namespace "tn-internet": No such file')
-    monkeypatch.setattr(cs.ProbeRunner, "_local", staticmethod(lambda *a, **k: failed))
+    failed = Output(1, "", 'Cannot open network namespace "tn-internet": No such file')
+    monkeypatch.setattr(ProbeRunner, "_local", staticmethod(lambda *a, **k: failed))
     got = connect(blocked(src=INTERNET), target())
     assert got.startswith("untestable") and "No such file" in got
 
@@ -203,17 +193,17 @@ def test_a_probe_that_ran_reports_what_the_network_did(output: str, want: str) -
 def test_an_untestable_probe_is_recorded_not_tested(
     suite: dict[str, ModuleType], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    firewall, conftest = suite["firewall"], suite["conftest"]
+    firewall = suite["firewall"]
     src = source(SSH_DOWN)
     monkeypatch.setattr(firewall.testinfra, "get_host", lambda spec, **kwargs: src)
     config = SimpleNamespace(
         option=SimpleNamespace(ansible_inventory=None, ssh_identity_file=None, ssh_config=None)
     )
-    item = cs.Item("BASE-FW-03", "block-tcp-22-from-tourism-web-1", blocked(), host="hr-web-1")
+    item = Item("BASE-FW-03", "block-tcp-22-from-tourism-web-1", blocked(), host="hr-web-1")
     with pytest.raises(pytest.skip.Exception, match="untestable"):
         firewall._probe(target(), item, config)
-    assert conftest._status("skipped", Applicability("required")) == "not-tested"
-    assert conftest._status("skipped", Applicability("not-applicable")) == "not-applicable"
+    assert status("skipped", Applicability("required")) == "not-tested"
+    assert status("skipped", Applicability("not-applicable")) == "not-applicable"
 
 
 # -- 2. a control with items not tested is not a pass ---------------------------------------
@@ -339,7 +329,7 @@ def test_a_run_whose_inventory_does_not_parse_fails(tmp_path: Path) -> None:
     hosts = {"good[1:": local}
     request = RunRequest(
         run_id=new_run_id("apply", "unit"),
-        project=project,
+        files=PolicyFiles.under(project),
         inventory={"all": {"children": {"t": {"children": {"t_g": {"hosts": hosts}}}}}},
         state_dir=tmp_path / "state",
         timeout=300,
@@ -401,13 +391,13 @@ TRACKING_LOCAL = TRACKING_SYNCED.replace("0AFF0001 (10.255.0.1)", "7F7F0101 ()")
 
 
 def test_chrony_sources_are_parsed() -> None:
-    got = cs.parse_chrony_sources(SOURCES_SYNCED)
+    got = parse_chrony_sources(SOURCES_SYNCED)
     assert [(s.mode, s.state, s.address) for s in got] == [
         ("^", "*", "10.255.0.1"),
         ("^", "+", "10.255.0.2"),
     ]
-    assert cs.parse_chrony_sources(SOURCES_NONE) == []
-    assert cs.parse_chrony_sources("210 Number of sources = 0\n" + SOURCES_NONE) == []
+    assert parse_chrony_sources(SOURCES_NONE) == []
+    assert parse_chrony_sources("210 Number of sources = 0\n" + SOURCES_NONE) == []
 
 
 @pytest.mark.parametrize(
@@ -424,7 +414,7 @@ def test_chrony_sources_are_parsed() -> None:
 def test_chrony_is_synchronised_only_with_a_usable_source(
     sources: str, tracking: str, problem: str | None
 ) -> None:
-    got = cs.chrony_sync_problem(sources, tracking)
+    got = chrony_sync_problem(sources, tracking)
     if problem is None:
         assert got is None
     else:
@@ -447,7 +437,7 @@ def _time_host(sources: str, tracking: str) -> FakeHost:
 def _time_failures(time_module: ModuleType, host: FakeHost) -> list[str]:
     """The messages of the BASE-TIME-02 items that fail on ``host``."""
     marks = [m for m in time_module.chrony_sources.pytestmark if m.name == "parametrize"]
-    info = cs.HostInfo(
+    info = HostInfo(
         "hr-web-1", "hr", ("baseline",), {"tenancy_site_ntp_servers": ["10.255.0.1", "10.255.0.2"]}
     )
     out = []
@@ -468,7 +458,7 @@ def test_the_time_check_fails_without_a_usable_source(
     suite: dict[str, ModuleType], sources: str, tracking: str
 ) -> None:
     assert _time_failures(suite["time"], _time_host(SOURCES_SYNCED, TRACKING_SYNCED)) == []
-    cs._facts.clear()
+    facts._facts.clear()
     failed = _time_failures(suite["time"], _time_host(sources, tracking))
     assert failed and all(f.startswith("synchronised:") for f in failed), failed
 
@@ -488,7 +478,7 @@ def _fake_suite(monkeypatch: pytest.MonkeyPatch) -> None:
 
     lynis = {"hardening_index": 70, "version": "3.0.8", "error": None}
     monkeypatch.setattr(audit, "_run_logged", fake_suite)
-    monkeypatch.setattr(audit, "_close_masters", lambda hosts: None)
+    monkeypatch.setattr(audit, "_close_masters", lambda ssh, hosts: None)
     monkeypatch.setattr(audit, "lynis_index", lambda *a, **k: dict(lynis))
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unit_helpers import tenant_doc, write_tenant
+from tests.support.project import tenant_doc, write_tenant
 
 from tenancy.contract.types import PortRange
 from tenancy.plan.flows import _intersect, _narrow, _ports, is_cidr, split_ref

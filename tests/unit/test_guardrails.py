@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,19 +16,17 @@ from typing import Any
 
 import grpc
 import pytest
+import tenancy_guardrails as g  # the pack directory: pytest pythonpath (pyproject.toml)
 from google.protobuf import empty_pb2
 from pulumi.runtime.proto import analyzer_pb2_grpc, language_pb2, language_pb2_grpc
 from pulumi_mocks import Program, program_inputs, run_program
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy
-from unit_helpers import REPO
+from tests.support.project import REPO
 
 from tenancy.infra import program as tenancy_program
 from tenancy.infra.langhost import serve
 
 PACK = REPO / "policies" / "guardrails"
-sys.path.insert(0, str(PACK))
-
-import tenancy_guardrails as g  # noqa: E402 - the pack directory is not a package
 
 GIB = 1024**3
 

@@ -1,4 +1,4 @@
-"""The language host that lets the real `pulumi up` run stacks/ (see src/tenancy/infra/langhost.py)."""
+"""The language host that lets the real `pulumi up` run stacks/ (tenancy.infra.langhost)."""
 
 from __future__ import annotations
 

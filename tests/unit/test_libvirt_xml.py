@@ -10,7 +10,7 @@ import pytest
 
 from tenancy.infra.dynamic._base import UNKNOWN, canonical
 from tenancy.infra.dynamic.cloudinit import CloudInitDiskProvider, seed_content_sha256
-from tenancy.infra.dynamic.domain import DomainProvider, domain_spec
+from tenancy.infra.dynamic.domain import DomainProvider, domain_def
 from tenancy.infra.dynamic.network import NetworkProvider, network_spec
 from tenancy.infra.dynamic.nwfilter import NwFilterProvider
 from tenancy.infra.dynamic.pool import StoragePoolProvider
@@ -312,7 +312,7 @@ def domain_props(**overrides: Any) -> dict[str, Any]:
 
 
 def test_domain_xml_direct_kernel_boot_disks_and_filtered_nic() -> None:
-    root = parse(domain_xml(domain_spec(domain_props())))
+    root = parse(domain_xml(domain_def(domain_props())))
     assert root.get("type") == "qemu"
     assert root.findtext("memory") == "768" and root.find("memory").get("unit") == "MiB"  # type: ignore[union-attr]
     assert root.findtext("vcpu") == "2"
@@ -342,7 +342,7 @@ def test_domain_xml_direct_kernel_boot_disks_and_filtered_nic() -> None:
 
 def test_domain_xml_boots_from_disk_without_kernel() -> None:
     props = domain_props(kernel=None, initrd=None, cmdline=None)
-    root = parse(domain_xml(domain_spec(props)))
+    root = parse(domain_xml(domain_def(props)))
     assert root.find("os/kernel") is None
     assert root.find("os/boot").get("dev") == "hd"  # type: ignore[union-attr]
 

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 from pydantic import ValidationError
-from unit_helpers import DATA, EXAMPLE_TENANTS, REPO, assert_located, find, tenant_doc
+from tests.support.problems import assert_located, find
+from tests.support.project import DATA, EXAMPLE_TENANTS, REPO, tenant_doc
 
 from tenancy.contract.errors import ErrorList, Location, SpecError, describe
 from tenancy.contract.loader import load_site, load_tenant, load_tenants, tenant_files

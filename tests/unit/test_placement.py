@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from unit_helpers import REPO, errors_of, find, tenant_doc, write_tenant
+from tests.support.problems import errors_of, find
+from tests.support.project import REPO, tenant_doc, write_tenant
 
 from tenancy.contract.models import Site
 from tenancy.plan.ledger import ledger_path, write_ledger

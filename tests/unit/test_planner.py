@@ -15,16 +15,9 @@ from typing import Any
 
 import pytest
 import yaml
-from unit_helpers import (
-    EXAMPLE_TENANTS,
-    CliResult,
-    assert_located,
-    copy_project,
-    errors_of,
-    find,
-    tenant_doc,
-    write_tenant,
-)
+from tests.support.cli import CliResult
+from tests.support.problems import assert_located, errors_of, find
+from tests.support.project import EXAMPLE_TENANTS, copy_project, tenant_doc, write_tenant
 
 from tenancy.plan import names
 from tenancy.plan.ledger import Ledger, SegmentEntry, ledger_path, read_ledger

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from unit_helpers import REPO, tenant_doc, write_tenant
+from tests.support.project import REPO, tenant_doc, write_tenant
 
 from tenancy.contract.loader import load_site, site_file
 from tenancy.contract.models import Site
@@ -32,6 +32,7 @@ from tenancy.policy.variables import (
     site_variables,
     tenant_hosts,
 )
+from tenancy.project import Project
 
 TODAY = date(2026, 11, 28)
 FIREWALL_VARS = yaml.safe_load((REPO / "roles/tenancy_firewall/vars/main.yml").read_text())
@@ -52,7 +53,7 @@ def plan_for(root: Path, name: str) -> Plan:
 
 @pytest.fixture(scope="module")
 def sources() -> PolicySources:
-    return load_policy_sources(REPO)
+    return load_policy_sources(Project.at(REPO))
 
 
 @pytest.fixture(scope="module")

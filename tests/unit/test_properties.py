@@ -19,7 +19,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from unit_helpers import EXAMPLE_TENANTS, REPO, copy_project
+from tests.support.project import EXAMPLE_TENANTS, REPO, copy_project
 
 from tenancy.plan.planner import PlanResult, plan_paths
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from unit_helpers import DATA
+from tests.support.project import DATA
 
 from tenancy.contract.errors import SpecError
 from tenancy.contract.yamlsource import (

@@ -2,7 +2,7 @@
 
 ``model`` holds the facts and verdicts as plain data, ``checks`` judges facts
 (pure, unit-tested with made-up facts) and ``gather`` reads them from the
-real machine; the CLI verb (``tenancy.cli_doctor``) only formats.
+real machine; the CLI verb (``tenancy.cli.doctor``) only formats.
 """
 
 from tenancy.doctor.checks import run_checks

@@ -8,21 +8,43 @@ from pathlib import Path
 import pulumi
 
 from tenancy.gcpause import cyclic_gc_paused
+from tenancy.infra.dynamic.policyrun import PolicyRunArgs, policy_run_args
 from tenancy.infra.hypervisor import Hypervisor, HypervisorArgs
 from tenancy.infra.program_config import ProgramInputError, ProgramInputs, load_inputs
 from tenancy.infra.tenant_hosting import TenantHosting, TenantHostingArgs
+from tenancy.policy.variables import VariablesError
+from tenancy.project import Project
 from tenancy.render.cloud_init import render_seed
 from tenancy.render.firewall import guest_host_services, render_host_nftables, table_name
 from tenancy.render.inventory import inventory
 
 
 def build(inputs: ProgramInputs) -> dict[str, TenantHosting]:
-    """Create every resource of the site from the finished plan."""
+    """Create every resource of the site from the finished plan.
+
+    Raises :class:`tenancy.policy.variables.VariablesError` before registering
+    anything when a tenant's hardening variables cannot be rendered.
+    """
     with cyclic_gc_paused():
-        return _build(inputs)
+        return _build(inputs, policy_runs(inputs))
 
 
-def _build(inputs: ProgramInputs) -> dict[str, TenantHosting]:
+def policy_runs(inputs: ProgramInputs) -> dict[str, PolicyRunArgs]:
+    """Every tenant's PolicyRun inputs, rendered from the inputs once."""
+    return {
+        t.name: policy_run_args(
+            inputs.project,
+            inputs.site,
+            inputs.plan,
+            t.name,
+            inputs.policy_sources,
+            inputs.today,
+        )
+        for t in inputs.plan.tenants
+    }
+
+
+def _build(inputs: ProgramInputs, runs: dict[str, PolicyRunArgs]) -> dict[str, TenantHosting]:
     plan, site = inputs.plan, inputs.site
     hypervisors = {
         h.name: Hypervisor(
@@ -56,23 +78,10 @@ def _build(inputs: ProgramInputs) -> dict[str, TenantHosting]:
                 seeds=seeds,
                 ops_cidrs=list(site.ops.cidrs),
                 approved=inputs.approved,
+                policy=runs[t.name],
             ),
         )
     return tenants
-
-
-def project_root(cwd: Path) -> Path:
-    """The project pulumi runs: the nearest directory at or above ``cwd`` with Pulumi.yaml.
-
-    The language host starts the program in its ``main:`` directory (``stacks/``), so
-    the project file is one level up; falling back to this package's own checkout
-    would make every copy of the project (another clone, a test site) plan the
-    checkout's tenants and stacks instead of its own.
-    """
-    for candidate in (cwd, *cwd.parents):
-        if (candidate / "Pulumi.yaml").is_file():
-            return candidate
-    return Path(__file__).resolve().parents[3]
 
 
 def main() -> None:
@@ -80,9 +89,11 @@ def main() -> None:
     config = pulumi.Config("tenancy")
     approve = [str(a) for a in (config.get_object("approve") or [])]
     approve += [a for a in os.environ.get("TENANCY_APPROVE", "").split(",") if a]
-    root = project_root(Path.cwd())
+    # the language host starts the program in its ``main:`` directory (stacks/): the
+    # project is the nearest directory above holding Pulumi.yaml
+    project = Project.find(Path.cwd())
     try:
-        inputs = load_inputs(root, stack, approve)
+        inputs = load_inputs(project, stack, approve)
     except ProgramInputError as exc:
         raise pulumi.RunError(str(exc)) from None
     if not pulumi.runtime.is_dry_run() and not inputs.ledger_current:
@@ -91,7 +102,12 @@ def main() -> None:
             f"`tenancy plan --site {stack} --write-ledger`, review and commit it "
             "(`tenancy up` does this for you); nothing was applied"
         )
-    tenants = build(inputs)
+    try:
+        tenants = build(inputs)
+    except VariablesError as exc:
+        raise pulumi.RunError(
+            f"cannot render the hardening variables; nothing was applied:\n{exc}"
+        ) from None
     plan = inputs.plan
     pulumi.export("planDigest", plan.digest())
     pulumi.export(

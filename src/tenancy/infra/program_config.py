@@ -10,15 +10,18 @@ import contextlib
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
-from tenancy.contract.loader import load_site, site_file
 from tenancy.contract.models import Site
 from tenancy.infra.hypervisor import BaseImage
-from tenancy.plan.ledger import Ledger, ledger_path, read_ledger
+from tenancy.plan.ledger import Ledger, read_ledger
 from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
+from tenancy.policy.catalogue import CatalogueError
+from tenancy.policy.variables import PolicySources, load_policy_sources
+from tenancy.project import Project
 
 
 class ProgramInputError(Exception):
@@ -27,7 +30,7 @@ class ProgramInputError(Exception):
 
 @dataclass(frozen=True)
 class ProgramInputs:
-    root: Path
+    project: Project
     site: Site
     plan: Plan
     ledger: Ledger
@@ -35,6 +38,10 @@ class ProgramInputs:
     images: dict[str, BaseImage]
     ssh_keys: list[str]
     approved: frozenset[str]
+    policy_sources: PolicySources
+    """The catalogue and the waivers, read once for every tenant's PolicyRun."""
+    today: date = field(default_factory=date.today)
+    """The day waivers are judged on (they expire)."""
 
 
 def cache_dir() -> Path:
@@ -93,34 +100,44 @@ def resolve_image(name: str, source: str) -> BaseImage:
     )
 
 
-def load_inputs(root: Path, stack: str, approve: list[str]) -> ProgramInputs:
+def policy_sources(project: Project) -> PolicySources:
+    """The catalogue and waivers every tenant's hardening run renders its variables from."""
+    try:
+        return load_policy_sources(project)
+    except CatalogueError as exc:
+        raise ProgramInputError(
+            f"the policy catalogue or the waivers are invalid; nothing was applied:\n{exc}"
+        ) from None
+
+
+def load_inputs(project: Project, stack: str, approve: list[str]) -> ProgramInputs:
     """Validate every input and plan the site; raise with all errors when anything is wrong."""
+    root = project.root
     result = plan_paths(root, None, sites=[stack])
     if not result.ok:
         lines = [str(e) for e in result.problems.errors]
         raise ProgramInputError(
             f"{len(lines)} error(s) in the inputs; nothing was applied:\n" + "\n".join(lines)
         )
-    plan = result.plans[stack]
-    site, _ = load_site(site_file(root / "stacks", stack), stack, root)
-    assert site is not None  # plan_paths validated it
+    plan, site = result.plans[stack], result.sites[stack].model
     used = {m.image for m in plan.machines()}
-    images = {n: resolve_image(n, site.model.images[n].source) for n in sorted(used)}
-    keys = list(site.model.ops.ssh_keys)
-    for key_file in site.model.ops.ssh_key_files:
+    images = {n: resolve_image(n, site.images[n].source) for n in sorted(used)}
+    keys = list(site.ops.ssh_keys)
+    for key_file in site.ops.ssh_key_files:
         path = (root / key_file) if not key_file.startswith("/") else Path(key_file)
         if not path.is_file():
             raise ProgramInputError(f"ops SSH key file {path} is missing (run `make state`)")
         keys.append(path.read_text().strip())
     ledger = result.ledgers[stack]
-    on_disk = read_ledger(ledger_path(root / "stacks", stack), stack)
+    on_disk = read_ledger(project.ledger_file(stack), stack)
     return ProgramInputs(
-        root=root,
-        site=site.model,
+        project=project,
+        site=site,
         plan=plan,
         ledger=ledger,
         ledger_current=on_disk == ledger,
         images=images,
         ssh_keys=keys,
         approved=frozenset(approve),
+        policy_sources=policy_sources(project),
     )

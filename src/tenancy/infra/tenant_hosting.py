@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pulumi
 
-from tenancy.infra.dynamic.policyrun import PolicyRun, PolicyRunArgs, discover_policy_run_args
+from tenancy.infra.dynamic.policyrun import PolicyRun, PolicyRunArgs
 from tenancy.infra.firewall_policy import FirewallPolicy, FirewallPolicyArgs
 from tenancy.infra.hypervisor import Hypervisor
 from tenancy.infra.segment import Segment, SegmentArgs
@@ -25,9 +25,9 @@ class TenantHostingArgs:
     seeds: dict[str, SeedDocuments]  # by domain name
     ops_cidrs: list[str]
     approved: frozenset[str]  # domain names the operator approved to replace/delete
-    # the tenant's hardening run (tenancy.infra.dynamic.policyrun.policy_run_args);
-    # None: derived from the project the program runs in (discover_policy_run_args)
-    policy: PolicyRunArgs | None = None
+    # the tenant's hardening run, built by the program from its inputs
+    # (tenancy.infra.dynamic.policyrun.policy_run_args); created once the tenant has machines
+    policy: PolicyRunArgs
 
 
 class TenantHosting(pulumi.ComponentResource):
@@ -76,9 +76,7 @@ class TenantHosting(pulumi.ComponentResource):
         if self.machines:
             self.policy = PolicyRun(
                 f"{t.name}-policy",
-                (args.policy or discover_policy_run_args(t)).with_instances(
-                    {d: vm.domain.uuid for d, vm in self.machines.items()}
-                ),
+                args.policy.with_instances({d: vm.domain.uuid for d, vm in self.machines.items()}),
                 pulumi.ResourceOptions(
                     parent=self, depends_on=[vm.domain for vm in self.machines.values()]
                 ),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,18 +17,19 @@ from tenancy.contract.loader import (
     tenant_files,
 )
 from tenancy.gcpause import cyclic_gc_paused
-from tenancy.plan import ipam, names
-from tenancy.plan.flows import Addressing, compile_flows
-from tenancy.plan.ledger import Ledger, SegmentEntry, ledger_path, load_ledger
-from tenancy.plan.model import (
-    HostUsage,
-    MachinePlan,
-    Plan,
-    SegmentPlan,
-    TenantPlan,
-    VolumePlan,
+from tenancy.plan.assemble import (
+    Allocation,
+    build_tenant_plan,
+    host_usage,
+    ledger_entry,
+    tenant_addressing,
 )
-from tenancy.plan.placement import Demand, place
+from tenancy.plan.flows import compile_flows
+from tenancy.plan.ledger import Ledger, ledger_path, load_ledger
+from tenancy.plan.links import link_names
+from tenancy.plan.machines import allocate_addresses, machine_demands, place_machines
+from tenancy.plan.model import Plan
+from tenancy.plan.segments import allocate_segments, allocate_vlans
 
 
 @dataclass
@@ -55,342 +55,42 @@ def plan_site(
     ledger: Ledger,
     ledger_file: str = "the ledger",
 ) -> tuple[Plan | None, Ledger | None, list[SpecError]]:
-    """Plan one site; ``tenants`` are the tenants of this site only (already cross-checked)."""
+    """Plan one site; ``tenants`` are the tenants of this site only (already cross-checked).
+
+    Allocation steps run first and all of them report (so one run names every
+    problem); only when none failed are the flows compiled and the plan assembled.
+    The third element holds the errors, or else the flow warnings.
+    """
     s = site.model
-    problems: list[SpecError] = []
-    fixed: list[tuple[str, str]] = [(c, "site reserved range") for c in s.reserved]
-    for kw in ("intranet", "extranet"):
-        fixed += [(c, f"site {kw} client range") for c in getattr(s.external, kw)]
-    segments: dict[str, str] = {}
-    explicit: set[str] = set()
-    # explicit CIDRs and ledger entries first, so new allocations never move them
-    for name, t in sorted(tenants.items()):
-        cidr = t.model.spec.network.cidr
-        if cidr is not None:
-            segments[name] = cidr
-            explicit.add(name)
-        elif name in ledger.tenants:
-            segments[name] = ledger.tenants[name].cidr
-    problems += _segment_conflicts(tenants, segments, explicit, fixed, ledger_file)
-    allocator = ipam.SegmentAllocator([c for c, _ in fixed])
-    for cidr in segments.values():
-        allocator.take(cidr)
-    for name, t in sorted(tenants.items()):
-        if name in segments:
-            continue
-        pool = getattr(s.address_pools, t.model.spec.zone)
-        new_cidr = allocator.allocate(pool, s.address_pools.segment_prefix)
-        if new_cidr is None:
-            problems.append(
-                SpecError(
-                    t.locate("spec", "zone"),
-                    "spec.network.cidr",
-                    f"address pool {pool} of zone {t.model.spec.zone} is full",
-                    f"a free /{s.address_pools.segment_prefix}",
-                )
-            )
-            continue
-        segments[name] = new_cidr
-
-    vlans: dict[str, int] = {n: ledger.tenants[n].vlan for n in tenants if n in ledger.tenants}
-    used_vlans = set(vlans.values())
-    lowest_free = s.vlan_range[0]  # only grows: IDs below it are all taken
-    for name in sorted(tenants):
-        if name not in vlans:
-            vid = ipam.allocate_vlan(lowest_free, s.vlan_range[1], used_vlans)
-            if vid is None:
-                problems.append(
-                    SpecError(
-                        tenants[name].locate("spec"),
-                        "spec",
-                        "no VLAN ID left in the site's vlanRange",
-                    )
-                )
-                continue
-            vlans[name] = vid
-            used_vlans.add(vid)
-            lowest_free = vid + 1
-
-    addresses: dict[str, dict[str, str]] = {}
-    demands: list[Demand] = []
-    for name, t in sorted(tenants.items()):
-        instances = [i for m in t.model.spec.machines for i in m.instance_names()]
-        if name not in segments:
-            continue
-        prev = ledger.tenants[name].addresses if name in ledger.tenants else {}
-        got, missing = ipam.allocate_addresses(segments[name], instances, prev)
-        if missing:
-            problems.append(
-                SpecError(
-                    t.locate("spec", "network", "cidr"),
-                    "spec.network.cidr",
-                    f"segment {segments[name]} too small for {len(instances)} machines",
-                    f"room for {len(instances)} addresses",
-                )
-            )
-        addresses[name] = got
-        for m in t.model.spec.machines:
-            flavor = s.flavors[m.flavor]
-            storage = {"@root": m.disk_gib}
-            for vol in m.volumes:
-                storage[vol.pool] = storage.get(vol.pool, 0) + vol.size_gib
-            demands.extend(
-                Demand(
-                    key=(name, inst),
-                    group=(name, m.group),
-                    vcpus=flavor.vcpus,
-                    memory_mib=flavor.memory_mib,
-                    storage_gib=storage,
-                )
-                for inst in m.instance_names()
-            )
-
-    previous = {(t, i): h for t, e in ledger.tenants.items() for i, h in e.hosts.items()}
-    placed, failed, host_use = place(s, demands, previous)
-    for (tname, inst), reason in sorted(failed.items()):
-        t = tenants[tname]
-        idx = next(k for k, m in enumerate(t.model.spec.machines) if inst in m.instance_names())
-        problems.append(
-            SpecError(
-                t.locate("spec", "machines", idx),
-                f"spec.machines[{idx}]",
-                f"no hypervisor of site {s.name} has room for {inst}",
-                "capacity on some host",
-                reason,
-            )
-        )
+    segments, problems = allocate_segments(s, tenants, ledger, ledger_file)
+    vlans, vlan_problems = allocate_vlans(s, tenants, ledger)
+    addresses, address_problems = allocate_addresses(tenants, segments, ledger)
+    demands = machine_demands(s, tenants, segments)
+    placed, host_use, place_problems = place_machines(s, tenants, demands, ledger)
+    problems += vlan_problems + address_problems + place_problems
     if problems:
         return None, None, problems
 
-    addressing: dict[str, Addressing] = {}
-    for name, t in tenants.items():
-        groups: dict[str, list[str]] = {}
-        for m in t.model.spec.machines:
-            groups.setdefault(m.group, []).extend(
-                f"{addresses[name][i]}/32" for i in m.instance_names()
-            )
-        addressing[name] = Addressing(
-            segments[name], {g: sorted(v, key=_ip_key) for g, v in groups.items()}
-        )
+    addressing = tenant_addressing(tenants, segments, addresses)
     rules, flow_problems = compile_flows(tenants, addressing, s.external)
-
-    hosts_by_name = {h.name: h for h in s.hosts}
-    tenant_plans: list[TenantPlan] = []
-    new_ledger = Ledger(site=s.name)
-    bridges, macs = _link_names(s.name, tenants, ledger)
-    for name, t in sorted(tenants.items()):
-        machines: list[MachinePlan] = []
-        for m in t.model.spec.machines:
-            flavor = s.flavors[m.flavor]
-            for inst in m.instance_names():
-                host = placed[(name, inst)]
-                mac = macs[(name, inst)]
-                machines.append(
-                    MachinePlan(
-                        tenant=name,
-                        instance=inst,
-                        machine=m.name,
-                        group=m.group,
-                        domain=names.domain_name(name, inst),
-                        host=host,
-                        address=addresses[name][inst],
-                        mac=mac,
-                        flavor=m.flavor,
-                        vcpus=flavor.vcpus,
-                        memory_mib=flavor.memory_mib,
-                        image=m.image,
-                        disk_gib=m.disk_gib,
-                        root_pool=hosts_by_name[host].pools[0].name,
-                        protect=m.protect,
-                        volumes=[
-                            VolumePlan(
-                                name=v.name, size_gib=v.size_gib, pool=v.pool, backup=v.backup
-                            )
-                            for v in m.volumes
-                        ],
-                    )
-                )
-        cidr = segments[name]
-        quota = crosscheck.effective_quota(t, site)
-        tenant_plans.append(
-            TenantPlan(
-                name=name,
-                display_name=t.model.metadata.display_name,
-                owner=t.model.metadata.owner,
-                zone=t.model.spec.zone,
-                file=t.file,
-                policies=list(t.model.spec.policies),
-                segment=SegmentPlan(
-                    cidr=cidr,
-                    gateway=ipam.gateway(cidr),
-                    prefix=ipaddress.IPv4Network(cidr).prefixlen,
-                    vlan=vlans[name],
-                    bridge=bridges[name],
-                    network=names.network_name(name),
-                    hosts=sorted({mp.host for mp in machines}),
-                ),
-                machines=machines,
-                rules=rules[name],
-                quota={
-                    "vcpus": quota.vcpus,
-                    "memoryGiB": quota.memory_gib,
-                    "storageGiB": quota.storage_gib,
-                },
-                usage=crosscheck.usage(t, site),
-            )
-        )
-        new_ledger.tenants[name] = SegmentEntry(
-            cidr=cidr,
-            vlan=vlans[name],
-            addresses={mp.instance: mp.address for mp in machines},
-            hosts={mp.instance: mp.host for mp in machines},
-            bridge=bridges[name],
-            macs={mp.instance: mp.mac for mp in machines},
-        )
-    usage = [
-        HostUsage(
-            name=h.name,
-            uri=hosts_by_name[h.name].uri,
-            vcpus_used=h.vcpus_used,
-            vcpus_capacity=h.vcpus_capacity,
-            memory_mib_used=h.memory_used,
-            memory_mib_capacity=h.memory_capacity,
-            pools={
-                p: {"used_gib": h.pool_used.get(p, 0), "capacity_gib": c}
-                for p, c in sorted(h.pool_capacity.items())
-            },
-        )
-        for h in sorted(host_use.values(), key=lambda x: x.name)
+    bridges, macs = link_names(s.name, tenants, ledger)
+    alloc = Allocation(segments, vlans, addresses, placed, bridges, macs)
+    tenant_plans = [
+        build_tenant_plan(site, name, t, alloc, rules[name]) for name, t in sorted(tenants.items())
     ]
+    new_ledger = Ledger(site=s.name, tenants={tp.name: ledger_entry(tp) for tp in tenant_plans})
     plan = Plan(
         site=s.name,
         domain_type=s.domain_type,
         tenants=tenant_plans,
-        hosts=usage,
+        hosts=host_usage(s, host_use),
         warnings=[str(p) for p in sorted(flow_problems, key=_loc)],
     )
     return plan, new_ledger, flow_problems
 
 
-def _link_names(
-    site: str, tenants: dict[str, LoadedTenant], ledger: Ledger
-) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
-    """Bridge names per tenant and MAC addresses per instance, unique on the site.
-
-    Names recorded in the ledger are kept first; new ones are derived from a hash and
-    salted on a collision. So adding or removing a tenant never renames another's
-    bridge or changes another machine's MAC, even when two hashes collide.
-    """
-    bridges: dict[str, str] = {}
-    macs: dict[tuple[str, str], str] = {}
-    used_bridges: set[str] = set()
-    used_macs: set[str] = set()
-    instances = {
-        name: [i for m in t.model.spec.machines for i in m.instance_names()]
-        for name, t in sorted(tenants.items())
-    }
-    for name, insts in instances.items():
-        entry = ledger.tenants.get(name)
-        if entry is None:
-            continue
-        if entry.bridge and entry.bridge not in used_bridges:
-            bridges[name] = entry.bridge
-            used_bridges.add(entry.bridge)
-        for inst in insts:
-            mac = entry.macs.get(inst)
-            if mac and mac not in used_macs:
-                macs[(name, inst)] = mac
-                used_macs.add(mac)
-    for name, insts in instances.items():
-        if name not in bridges:
-            salt = 0
-            bridge = names.bridge_name(site, name)
-            while bridge in used_bridges:
-                salt += 1
-                bridge = names.bridge_name(site, name, salt)
-            bridges[name] = bridge
-            used_bridges.add(bridge)
-        for inst in insts:
-            if (name, inst) in macs:
-                continue
-            salt = 0
-            mac = names.mac_address(site, name, inst)
-            while mac in used_macs:
-                salt += 1
-                mac = names.mac_address(site, name, inst, salt)
-            macs[(name, inst)] = mac
-            used_macs.add(mac)
-    return bridges, macs
-
-
-def _segment_conflicts(
-    tenants: dict[str, LoadedTenant],
-    segments: dict[str, str],
-    explicit: set[str],
-    fixed: list[tuple[str, str]],
-    ledger_file: str,
-) -> list[SpecError]:
-    """Overlaps that involve a ledger allocation (explicit-only ones are cross-checked).
-
-    A sweep over address intervals (n log n): the error goes to the tenant whose
-    file asks for the conflicting network, never to the tenant that merely holds
-    its recorded allocation.
-    """
-    items: list[tuple[int, int, str, str]] = []  # start, end, owner ("" = site), cidr
-    for owner, cidr in [*((n, c) for n, c in segments.items()), *(("", c) for c, _ in fixed)]:
-        net = ipaddress.IPv4Network(cidr)
-        items.append((int(net.network_address), int(net.broadcast_address), owner, cidr))
-    what = {c: w for c, w in fixed}
-    items.sort(key=lambda x: (x[0], -x[1], x[2]))
-    errors: list[SpecError] = []
-    cover: tuple[int, int, str, str] | None = None
-    for item in items:
-        if cover is not None and item[0] <= cover[1]:
-            a, b = item, cover
-            if a[2] == "" and b[2] == "":
-                pass  # site ranges may overlap each other
-            elif a[2] == "" or b[2] == "":
-                tenant, site_range = (b, a) if a[2] == "" else (a, b)
-                if tenant[2] not in explicit:  # explicit ones: crosscheck.check_cidrs
-                    errors.append(
-                        SpecError(
-                            tenants[tenant[2]].locate("spec", "network", "cidr"),
-                            "spec.network.cidr",
-                            f"recorded segment {tenant[3]} ({ledger_file}) overlaps the "
-                            f"{what[site_range[3]]} {site_range[3]}",
-                            "a ledger entry free of reserved ranges; set spec.network.cidr",
-                            tenant[3],
-                        )
-                    )
-            elif not (a[2] in explicit and b[2] in explicit):
-                # the culprit asks for the network explicitly; the other holds it in the ledger
-                if a[2] in explicit:
-                    culprit, holder = a, b
-                elif b[2] in explicit:
-                    culprit, holder = b, a
-                else:  # two ledger entries overlap: a hand-edited ledger
-                    culprit, holder = (a, b) if a[2] > b[2] else (b, a)
-                errors.append(
-                    SpecError(
-                        tenants[culprit[2]].locate("spec", "network", "cidr"),
-                        "spec.network.cidr",
-                        f"overlaps tenant {holder[2]}'s segment {holder[3]} "
-                        f"(allocated in {ledger_file})",
-                        "a network no other tenant uses",
-                        culprit[3],
-                        related=(tenants[holder[2]].locate("metadata", "name"),),
-                    )
-                )
-        if cover is None or item[1] > cover[1]:
-            cover = item
-    return errors
-
-
-def _ip_key(cidr: str) -> int:
-    return int(ipaddress.IPv4Network(cidr).network_address)
-
-
 def _loc(e: SpecError) -> Location:
+    """Warnings in file and line order, so the plan's JSON is stable."""
     return e.location
 
 
@@ -415,89 +115,25 @@ def plan_paths(
 def _plan_paths(
     root: Path, tenant_paths: list[Path] | None, sites: list[str] | None, context: bool
 ) -> PlanResult:
+    """Read, check, then plan: nothing is planned while any input has an error."""
     result = PlanResult()
-    paths = tenant_paths or [root / "tenants"]
-    files, errors = tenant_files(paths)
-    context_dir = root / "tenants"
-    if context and context_dir.is_dir() and context_dir not in paths:
-        named = {f.resolve() for f in files}
-        stems = {_stem(f) for f in files}
-        extra, _ = tenant_files([context_dir])
-        files += [f for f in extra if f.resolve() not in named and _stem(f) not in stems]
-    result.problems.extend(errors)
+    files = _tenant_file_list(root, tenant_paths, context, result.problems)
     result.file_count = len(files)
     loaded, errors = load_tenants(files, root)
     result.problems.extend(errors)
     result.tenant_count = len(loaded)
-    by_name: dict[str, LoadedTenant] = {}
-    for t in loaded:
-        if t.model.name in by_name:
-            first = by_name[t.model.name]
-            result.problems.add(
-                SpecError(
-                    t.locate("metadata", "name"),
-                    "metadata.name",
-                    "duplicate tenant name",
-                    "unique tenant names",
-                    repr(t.model.name),
-                    related=(first.locate("metadata", "name"),),
-                )
-            )
-            continue
-        by_name[t.model.name] = t
-    stacks = root / "stacks"
+    by_name = _unique_tenants(loaded, result.problems)
     wanted = set(sites) if sites else {t.model.spec.site for t in by_name.values()}
-    loaded_sites: dict[str, LoadedSite] = {}
-    ledgers: dict[str, tuple[Ledger, str]] = {}
-    for site_name in sorted(wanted | {t.model.spec.site for t in by_name.values()}):
-        path = site_file(stacks, site_name)
-        if not path.is_file():
-            for t in by_name.values():
-                if t.model.spec.site == site_name:
-                    result.problems.add(
-                        SpecError(
-                            t.locate("spec", "site"),
-                            "spec.site",
-                            "unknown site",
-                            f"a stack file {display_path(path, root)}",
-                            repr(site_name),
-                        )
-                    )
-            if site_name in (sites or []):
-                result.problems.add(
-                    SpecError(
-                        Location(display_path(path, root)),
-                        "",
-                        f"no such stack file for site {site_name!r}",
-                        f"one of: {', '.join(known_sites(stacks)) or '(no stacks)'}",
-                    )
-                )
-            continue
-        site, errs = load_site(path, site_name, root)
-        result.problems.extend(errs)
-        if site is None:
-            continue
-        loaded_sites[site_name] = site
-        lpath = ledger_path(stacks, site_name)
-        ledger, errs = load_ledger(lpath, site_name, display_path(lpath, root))
-        result.problems.extend(errs)
-        if ledger is not None:
-            ledgers[site_name] = (ledger, display_path(lpath, root))
-    for t in by_name.values():
-        site = loaded_sites.get(t.model.spec.site)
-        if site is not None:
-            result.problems.extend(crosscheck.check_against_site(t, site))
-    result.problems.extend(crosscheck.check_references(by_name))
-    for site_name, site in sorted(loaded_sites.items()):
-        on_site = {n: t for n, t in by_name.items() if t.model.spec.site == site_name}
-        result.problems.extend(crosscheck.check_cidrs(on_site, site))
+    loaded_sites, ledgers = _load_sites(root, wanted, sites or [], by_name, result.problems)
+    _cross_check(by_name, loaded_sites, result.problems)
     if result.problems.errors:
         return result
     for site_name in sorted(wanted):
         site = loaded_sites[site_name]
-        on_site = {n: t for n, t in by_name.items() if t.model.spec.site == site_name}
         ledger, ledger_file = ledgers[site_name]
-        plan, new_ledger, problems = plan_site(site, on_site, ledger, ledger_file)
+        plan, new_ledger, problems = plan_site(
+            site, _on_site(by_name, site_name), ledger, ledger_file
+        )
         result.problems.extend(problems)
         if plan is not None and new_ledger is not None:
             result.plans[site_name] = plan
@@ -510,6 +146,126 @@ def _plan_paths(
     return result
 
 
+def _tenant_file_list(
+    root: Path, tenant_paths: list[Path] | None, context: bool, problems: ErrorList
+) -> list[Path]:
+    """The tenant files to read: the named ones, plus (``context``) the project's others.
+
+    A named file replaces the project's file of the same name (or stem), so an edited
+    copy of a tenant is checked against the other tenants, not against itself.
+    """
+    paths = tenant_paths or [root / "tenants"]
+    files, errors = tenant_files(paths)
+    problems.extend(errors)
+    context_dir = root / "tenants"
+    if context and context_dir.is_dir() and context_dir not in paths:
+        named = {f.resolve() for f in files}
+        stems = {_stem(f) for f in files}
+        extra, _ = tenant_files([context_dir])
+        files += [f for f in extra if f.resolve() not in named and _stem(f) not in stems]
+    return files
+
+
+def _unique_tenants(loaded: list[LoadedTenant], problems: ErrorList) -> dict[str, LoadedTenant]:
+    """Tenants by name; a second file claiming a name is an error (the first one wins)."""
+    by_name: dict[str, LoadedTenant] = {}
+    for t in loaded:
+        if t.model.name in by_name:
+            first = by_name[t.model.name]
+            problems.add(
+                SpecError(
+                    t.locate("metadata", "name"),
+                    "metadata.name",
+                    "duplicate tenant name",
+                    "unique tenant names",
+                    repr(t.model.name),
+                    related=(first.locate("metadata", "name"),),
+                )
+            )
+            continue
+        by_name[t.model.name] = t
+    return by_name
+
+
+def _load_sites(
+    root: Path,
+    wanted: set[str],
+    asked: list[str],
+    by_name: dict[str, LoadedTenant],
+    problems: ErrorList,
+) -> tuple[dict[str, LoadedSite], dict[str, tuple[Ledger, str]]]:
+    """Every site planned or named by a tenant, with its ledger (and its display path).
+
+    A site without a stack file is an error at each tenant naming it, and once more
+    when it was ``asked`` for on the command line.
+    """
+    stacks = root / "stacks"
+    loaded_sites: dict[str, LoadedSite] = {}
+    ledgers: dict[str, tuple[Ledger, str]] = {}
+    for site_name in sorted(wanted | {t.model.spec.site for t in by_name.values()}):
+        path = site_file(stacks, site_name)
+        if not path.is_file():
+            problems.extend(_unknown_site(root, path, site_name, site_name in asked, by_name))
+            continue
+        site, errs = load_site(path, site_name, root)
+        problems.extend(errs)
+        if site is None:
+            continue
+        loaded_sites[site_name] = site
+        lpath = ledger_path(stacks, site_name)
+        ledger, errs = load_ledger(lpath, site_name, display_path(lpath, root))
+        problems.extend(errs)
+        if ledger is not None:
+            ledgers[site_name] = (ledger, display_path(lpath, root))
+    return loaded_sites, ledgers
+
+
+def _unknown_site(
+    root: Path, path: Path, site_name: str, asked: bool, by_name: dict[str, LoadedTenant]
+) -> list[SpecError]:
+    """Errors for a site without a stack file: at each tenant naming it, and the ask."""
+    shown = display_path(path, root)
+    errors = [
+        SpecError(
+            t.locate("spec", "site"),
+            "spec.site",
+            "unknown site",
+            f"a stack file {shown}",
+            repr(site_name),
+        )
+        for t in by_name.values()
+        if t.model.spec.site == site_name
+    ]
+    if asked:
+        errors.append(
+            SpecError(
+                Location(shown),
+                "",
+                f"no such stack file for site {site_name!r}",
+                f"one of: {', '.join(known_sites(root / 'stacks')) or '(no stacks)'}",
+            )
+        )
+    return errors
+
+
+def _cross_check(
+    by_name: dict[str, LoadedTenant], sites: dict[str, LoadedSite], problems: ErrorList
+) -> None:
+    """What no single file can show: limits of each tenant's site, references, overlaps."""
+    for t in by_name.values():
+        site = sites.get(t.model.spec.site)
+        if site is not None:
+            problems.extend(crosscheck.check_against_site(t, site))
+    problems.extend(crosscheck.check_references(by_name))
+    for site_name, site in sorted(sites.items()):
+        problems.extend(crosscheck.check_cidrs(_on_site(by_name, site_name), site))
+
+
+def _on_site(by_name: dict[str, LoadedTenant], site: str) -> dict[str, LoadedTenant]:
+    """The tenants of one site: each site is checked and planned on its own."""
+    return {n: t for n, t in by_name.items() if t.model.spec.site == site}
+
+
 def known_sites(stacks: Path) -> list[str]:
     """Site names with a stack file under ``stacks``."""
     if not stacks.is_dir():
@@ -520,4 +276,5 @@ def known_sites(stacks: Path) -> list[str]:
 
 
 def _stem(path: Path) -> str:
+    """``finance`` of ``finance.yaml``: a named file replaces the project file of that name."""
     return path.name.rsplit(".", 1)[0]

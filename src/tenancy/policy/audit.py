@@ -5,11 +5,15 @@ Steps (:func:`run_audit`):
 1. plan the site (pure) and render the policy inventory from the plan, the
    same variables ``tenancy harden`` applies (:mod:`tenancy.policy.variables`),
    plus how the auditor connects (ops key, SSH options);
-2. run ``pytest tests/compliance`` in a subprocess against the selected hosts
-   (``--hosts=ansible://...``, one xdist worker per host up to ``workers``),
-   writing ``junit.xml`` and ``records.json`` (one record per test with its
-   control, host, outcome and the commands it ran, see tests/compliance/conftest.py);
-3. cross-check: Lynis ``audit system --quick`` on every host, its hardening index;
+2. run the compliance suite (the installed checks, :attr:`Project.compliance_dir`,
+   with their plugin :mod:`tenancy.compliance.plugin`) in a pytest subprocess
+   against the selected hosts (``--hosts=ansible://...``, one xdist worker per
+   host up to ``workers``), from the bundle directory and rooted at the suite,
+   so a checkout and a wheel run it alike; it writes ``junit.xml`` and
+   ``records.json`` (one record per test with its control, host, outcome and
+   the commands it ran, see :mod:`tenancy.compliance.records`);
+3. cross-check: Lynis ``audit system --quick`` on every host, its hardening index
+   (:mod:`tenancy.policy.lynis`), over the same SSH options as the suite;
 4. write the evidence bundle ``<state>/audits/<UTC timestamp>/``: ``results.json``
    (per control and host), ``report.html``, the files above, ``inventory.yml``,
    ``pytest.log``, ``lynis/<host>.log`` and ``SHA256SUMS`` over every file.
@@ -24,15 +28,12 @@ switched off, another waiver date, extra pytest arguments) is listed in
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,51 +43,42 @@ from typing import Any, TextIO
 
 import yaml
 
-from tenancy.contract.loader import load_site, site_file
-from tenancy.engine import state_dir
+from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.catalogue import CatalogueError
+from tenancy.policy.lynis import LYNIS_TIMEOUT, lynis_index
+from tenancy.policy.provenance import tenants_commit, tool_versions
+from tenancy.policy.reachability import private_key_for
 from tenancy.policy.report import build_results, render_html, write_manifest
-from tenancy.policy.runner import private_key_for
 from tenancy.policy.variables import (
+    PolicySources,
     VariablesError,
     load_policy_sources,
     policy_inventory,
     tenant_hosts,
 )
+from tenancy.project import Project
 from tenancy.render.inventory import group_name
+from tenancy.ssh import SshOptions
 
 __all__ = [
+    "LYNIS_TIMEOUT",
     "AuditError",
+    "AuditInventory",
     "AuditOptions",
     "AuditRun",
     "audit_inventory",
-    "lynis_command",
-    "lynis_index",
-    "parse_lynis_report",
     "run_audit",
     "scope_reductions",
-    "suite_dir",
     "summary_lines",
 ]
 
 #: Exit code when the suite could not run at all (collection error, no hosts, ...).
 EXIT_BROKEN = 2
-#: Lynis under software emulation takes 10-30 minutes per guest.
-LYNIS_TIMEOUT = 3600.0
 
 
 class AuditError(RuntimeError):
     """The audit could not start: invalid plan, policy files or options."""
-
-
-def project_dir() -> Path:
-    """The project this package belongs to (src layout): home of tests/compliance."""
-    return Path(__file__).resolve().parents[3]
-
-
-def suite_dir() -> Path:
-    return project_dir() / "tests" / "compliance"
 
 
 @dataclass
@@ -116,146 +108,37 @@ class AuditRun:
 # -- inventory -------------------------------------------------------------------------
 
 
-def audit_inventory(
-    root: Path, site: str, today: date, control_dir: Path
-) -> tuple[dict[str, Any], Any, Any]:
-    """(inventory, plan, policy sources) for auditing ``site``: the policy variables of
-    every tenant and the auditor's connection settings (ops key, SSH multiplexing
-    under ``control_dir``, no host key pinning: VMs are recreated with the same address)."""
-    result = plan_paths(root, None, sites=[site])
+@dataclass(frozen=True)
+class AuditInventory:
+    """What an audit runs against: the inventory, its plan and policy, how to reach the hosts."""
+
+    inventory: dict[str, Any]
+    plan: Plan
+    sources: PolicySources
+    ssh: SshOptions
+    """The auditor's SSH options: in the inventory for the suite, and for Lynis."""
+
+
+def audit_inventory(project: Project, site: str, today: date, control_dir: Path) -> AuditInventory:
+    """The inventory for auditing ``site``: the policy variables of every tenant and the
+    auditor's connection settings (ops key, SSH multiplexing under ``control_dir``, no
+    host key pinning: VMs are recreated with the same address)."""
+    result = plan_paths(project.root, None, sites=[site])
     if not result.ok:
         raise AuditError("\n".join(str(e) for e in result.problems.errors))
-    plan = result.plans[site]
-    loaded, errors = load_site(site_file(root / "stacks", site), site, root)
-    if loaded is None:
-        raise AuditError("\n".join(str(e) for e in errors))
+    plan, model = result.plans[site], result.sites[site].model
     try:
-        sources = load_policy_sources(root)
-        inv = policy_inventory(plan, loaded.model, sources, today)
+        sources = load_policy_sources(project)
+        inv = policy_inventory(plan, model, sources, today)
     except (CatalogueError, VariablesError) as exc:
         raise AuditError(str(exc)) from None
-    connection: dict[str, Any] = {
-        "ansible_ssh_common_args": " ".join(
-            [
-                "-o StrictHostKeyChecking=no",
-                "-o UserKnownHostsFile=/dev/null",
-                "-o LogLevel=ERROR",
-                "-o BatchMode=yes",
-                "-o ControlMaster=auto",
-                "-o ControlPersist=120s",
-                f"-o ControlPath={control_dir}/%C",
-            ]
-        )
-    }
-    key = private_key_for(root, loaded.model.ops.ssh_key_files)
+    key = private_key_for(project.root, model.ops.ssh_key_files)
+    ssh = SshOptions(private_key=key, multiplex=True, control_dir=control_dir)
+    connection: dict[str, Any] = {"ansible_ssh_common_args": ssh.common_args()}
     if key is not None:
         connection["ansible_ssh_private_key_file"] = str(key)
-        connection["ansible_ssh_common_args"] += " -o IdentitiesOnly=yes"
     inv["all"].setdefault("vars", {}).update(connection)
-    return inv, plan, sources
-
-
-# -- provenance --------------------------------------------------------------------------
-
-
-def tenants_commit(root: Path) -> str | None:
-    """The last commit that touched ``tenants/`` (None outside a git checkout)."""
-    try:
-        out = subprocess.run(
-            ["git", "log", "-1", "--format=%H", "--", "tenants/"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    value = out.stdout.strip()
-    return value if out.returncode == 0 and value else None
-
-
-def tool_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
-    for dist in ("tenancy", "pytest", "pytest-testinfra", "pytest-xdist", "ansible-core", "jinja2"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    return versions
-
-
-# -- Lynis -------------------------------------------------------------------------------
-
-
-def parse_lynis_report(text: str) -> dict[str, str]:
-    """``key=value`` lines of /var/log/lynis-report.dat (list keys ``x[]`` are left out)."""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and not key.endswith("[]") and not line.startswith("#"):
-            values[key.strip()] = value.strip()
-    return values
-
-
-def _ssh(host_vars: Mapping[str, Any], command: str, timeout: float) -> tuple[int, str, str]:
-    argv = ["ssh", *shlex.split(str(host_vars.get("ansible_ssh_common_args", "")))]
-    key = host_vars.get("ansible_ssh_private_key_file")
-    if key:
-        argv += ["-i", str(key)]
-    argv += [f"{host_vars.get('ansible_user', 'ops')}@{host_vars['ansible_host']}", command]
-    try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except subprocess.TimeoutExpired:
-        return 124, "", f"timed out after {timeout:.0f} s"
-    return done.returncode, done.stdout, done.stderr
-
-
-def _close_masters(hosts: Iterable[Mapping[str, Any]]) -> None:
-    """Stop the SSH control masters the suite left (ControlPersist) before their socket dir goes."""
-    for hv in hosts:
-        argv = ["ssh", *shlex.split(str(hv.get("ansible_ssh_common_args", ""))), "-O", "exit"]
-        argv.append(f"{hv.get('ansible_user', 'ops')}@{hv.get('ansible_host')}")
-        try:
-            subprocess.run(argv, capture_output=True, timeout=15, check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-
-
-def lynis_command(timeout: float) -> str:
-    """Lynis, stopped by the guest itself after ``timeout`` seconds, then its report file."""
-    return (
-        f"sudo timeout {int(timeout)} lynis audit system --quick --no-colors; rc=$?; "
-        "echo '=== /var/log/lynis-report.dat'; sudo cat /var/log/lynis-report.dat; exit $rc"
-    )
-
-
-def lynis_index(
-    name: str, host_vars: Mapping[str, Any], logs: Path, timeout: float = LYNIS_TIMEOUT
-) -> dict[str, Any]:
-    """Run Lynis on one host; its hardening index, version and the log file name."""
-    start = time.monotonic()
-    rc, out, err = _ssh(host_vars, lynis_command(timeout), timeout + 60)
-    log = logs / f"{name}.log"
-    log.write_text(out + ("\n--- stderr ---\n" + err if err else ""), encoding="utf-8")
-    report = parse_lynis_report(out.partition("=== /var/log/lynis-report.dat")[2])
-    index = report.get("hardening_index")
-    return {
-        "hardening_index": int(index) if index and index.isdigit() else None,
-        "version": report.get("lynis_version"),
-        "tests_performed": report.get("lynis_tests_done"),
-        "rc": rc,
-        "seconds": round(time.monotonic() - start, 1),
-        "log": f"lynis/{log.name}",
-        "error": None if index else (err.strip().splitlines() or [f"exit {rc}"])[-1],
-    }
+    return AuditInventory(inventory=inv, plan=plan, sources=sources, ssh=ssh)
 
 
 # -- the run -----------------------------------------------------------------------------
@@ -266,31 +149,39 @@ def _stamp(now: datetime) -> str:
 
 
 def _pytest_argv(
-    options: AuditOptions, bundle: Path, inventory: Path, patterns: list[str], workers: int
+    options: AuditOptions,
+    project: Project,
+    bundle: Path,
+    inventory: Path,
+    patterns: list[str],
+    workers: int,
 ) -> list[str]:
-    root = options.root
-    policies = root / "policies" if (root / "policies" / "catalogue.yaml").is_file() else None
+    """The suite's command line. Rooted at the suite (test IDs ``test_ssh.py::...`` as the
+    catalogue names the checks) and without any ini file (``-c /dev/null``): an
+    ini file above an installed suite must not change the audit."""
+    suite = project.compliance_dir
     argv = [
         sys.executable,
         "-m",
         "pytest",
-        str(suite_dir()),
+        str(suite),
+        f"--rootdir={suite}",
+        "-c",
+        os.devnull,
         "--hosts=" + ",".join(f"ansible://{p}" for p in patterns),
         f"--ansible-inventory={inventory}",
         f"--junit-xml={bundle / 'junit.xml'}",
         "-o",
         "junit_suite_name=tenancy-compliance",
         f"--tenancy-records={bundle / 'records.json'}",
+        # the catalogue and waivers load_policy_sources read: the report judges by the same
+        f"--tenancy-catalogue={project.policies_dir / 'catalogue.yaml'}",
+        f"--tenancy-waivers={project.waivers_dir}",
         "-p",
         "no:cacheprovider",
         "-q",
         "-rfE",
     ]
-    if policies is not None:
-        argv += [
-            f"--tenancy-catalogue={policies / 'catalogue.yaml'}",
-            f"--tenancy-waivers={policies / 'waivers'}",
-        ]
     if options.today is not None:
         argv.append(f"--tenancy-today={options.today.isoformat()}")
     if options.standins is not None:
@@ -348,6 +239,18 @@ def scope_reductions(
     return out
 
 
+def _close_masters(ssh: SshOptions, hosts: Iterable[Mapping[str, Any]]) -> None:
+    """Stop the SSH control masters the suite left (ControlPersist) before their socket dir goes."""
+    for hv in hosts:
+        try:
+            argv = ssh.control(
+                str(hv.get("ansible_user", "ops")), str(hv.get("ansible_host")), "exit"
+            )
+            subprocess.run(argv, capture_output=True, timeout=15, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+
+
 def _run_logged(argv: list[str], cwd: Path, log: Path, stream: TextIO | None) -> int:
     with log.open("w", encoding="utf-8") as fh:
         fh.write("$ " + shlex.join(argv) + "\n")
@@ -373,9 +276,11 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
     """Audit a site (or one tenant of it); write and return the evidence bundle."""
     started = datetime.now(UTC)
     today = options.today or started.date()
+    project = Project.at(options.root)
     with tempfile.TemporaryDirectory(prefix="tnaudit-") as tmp:
         tmpdir = Path(tmp)
-        inv, plan, sources = audit_inventory(options.root, options.site, today, tmpdir)
+        audit = audit_inventory(project, options.site, today, tmpdir)
+        inv, plan = audit.inventory, audit.plan
         every = tenant_hosts(inv)
         if options.tenant is not None:
             if options.tenant not in {t.name for t in plan.tenants}:
@@ -399,7 +304,7 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
         if not hosts:
             raise AuditError(f"site {options.site}: no machines to audit")
 
-        bundle = options.out or state_dir(options.root) / "audits" / _stamp(started)
+        bundle = options.out or project.audits_dir / _stamp(started)
         bundle.mkdir(parents=True, exist_ok=False)
         inventory_file = tmpdir / "inventory.yml"
         text = yaml.safe_dump(inv, sort_keys=True, allow_unicode=True)
@@ -409,10 +314,10 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
         cpus = os.cpu_count() or 1
         workers = options.workers or min(len(hosts), cpus)
         workers = max(1, min(workers, len(hosts)))
-        argv = _pytest_argv(options, bundle, inventory_file, patterns, workers)
+        argv = _pytest_argv(options, project, bundle, inventory_file, patterns, workers)
         if stream is not None:
             print(f"audit {options.site}: {len(hosts)} host(s), bundle {bundle}", file=stream)
-        pytest_exit = _run_logged(argv, project_dir(), bundle / "pytest.log", stream)
+        pytest_exit = _run_logged(argv, bundle, bundle / "pytest.log", stream)
 
         lynis: dict[str, dict[str, Any]] = {}
         if options.lynis:
@@ -422,11 +327,11 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
                 print(f"lynis: auditing {len(hosts)} host(s)", file=stream)
             with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
                 futures = {
-                    h: pool.submit(lynis_index, h, v, logs, options.lynis_timeout)
+                    h: pool.submit(lynis_index, h, v, logs, audit.ssh, options.lynis_timeout)
                     for h, v in hosts.items()
                 }
                 lynis = {h: f.result() for h, f in futures.items()}
-        _close_masters(every.values())
+        _close_masters(audit.ssh, every.values())
 
     finished = datetime.now(UTC)
     records_file = bundle / "records.json"
@@ -439,7 +344,7 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
         "tenant": options.tenant,
         "host_filter": sorted(options.hosts) or None,
         "plan_digest": plan.digest(),
-        "tenants_commit": tenants_commit(options.root),
+        "tenants_commit": tenants_commit(project.root),
         "started": started.isoformat(timespec="seconds"),
         "finished": finished.isoformat(timespec="seconds"),
         "today": today.isoformat(),
@@ -448,6 +353,7 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
         "pytest": {"exit_code": pytest_exit, "argv": argv[1:]},
         "reductions": scope_reductions(options, len(hosts), len(every), started.date()),
     }
+    sources = audit.sources
     doc = build_results(records, sources.catalogue, sources.waivers, audited, today, meta)
     broken = pytest_exit not in (0, 1) or not records
     code = EXIT_BROKEN if broken else int(doc["exit_code"])

@@ -51,7 +51,7 @@ __all__ = [
 MAX_PROFILE_DEPTH = 3
 
 CONTROL_ID_PATTERN = r"^[A-Z][A-Z0-9]*-[A-Z]+-[0-9]{2}$"
-CHECK_PATTERN = r"^tests/compliance/test_[a-z0-9_]+\.py::[a-z][a-z0-9_]*$"
+CHECK_PATTERN = r"^test_[a-z0-9_]+\.py::[a-z][a-z0-9_]*$"
 ROLE_PATTERN = r"^[a-z][a-z0-9_]*$"
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$"
 
@@ -113,7 +113,7 @@ class Control(_Model):
     severity: Literal["low", "medium", "high"]
     implements: Implements
     check: Annotated[str, StringConstraints(pattern=CHECK_PATTERN)]
-    """The compliance check that proves the control, ``tests/compliance/test_x.py::name``."""
+    """The check that proves it, relative to the suite (the same in a wheel): ``test_x.py::f``."""
     references: dict[str, list[Text]] = Field(default_factory=dict)
     """Framework ID (a key of ``Catalogue.frameworks``) → section or clause numbers."""
 

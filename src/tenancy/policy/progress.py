@@ -75,7 +75,7 @@ class RunProgress:
     """The tasks starting now are handlers (not among the ``total`` listed tasks)."""
 
     label: str = ""
-    """``apply hr`` / ``check hr``: the run's ``label`` file (see :func:`runner.prepare_run`)."""
+    """``apply hr`` / ``check hr``: the run's ``label`` file (``ansible_run.prepare_run``)."""
 
 
 _NOT_LISTED = frozenset({"gather_facts", "ansible.builtin.gather_facts", "setup"})

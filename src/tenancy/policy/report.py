@@ -1,6 +1,6 @@
 """Compliance results: per-test records -> per control and host results -> JSON and HTML.
 
-The compliance suite (``tests/compliance``) writes one record per test: the
+The compliance suite (:mod:`tenancy.compliance`) writes one record per test: the
 control, the host, the item (one setting, rule or flow), the outcome and the
 commands it ran with their output. This module folds them into one result per
 control and host, the auditor's vocabulary:
@@ -14,8 +14,10 @@ control and host, the auditor's vocabulary:
                     not tested is not proven, whatever the other items found
 
 A required control (in the host's profiles, not validly waived) that is
-``fail`` or ``not-tested`` makes the audit fail. An item's status is one of
-the same words (records of older suites say ``skipped`` for ``not-tested``).
+``fail`` or ``not-tested`` makes the audit fail; what is required is decided
+as the suite's gate decides it (:mod:`tenancy.compliance.applicability`). An
+item's status is one of the same words (records of older suites say
+``skipped`` for ``not-tested``).
 
 Pure functions except :func:`write_manifest` / :func:`verify_manifest`, which
 read and write the evidence bundle's ``SHA256SUMS``.
@@ -23,24 +25,19 @@ read and write the evidence bundle's ``SHA256SUMS``.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
+from tenancy.compliance.applicability import Applicability, applicability
 from tenancy.policy.catalogue import Catalogue, Waiver
-from tenancy.render.env import templates_dir
+from tenancy.render.env import environment
 
 __all__ = [
     "RESULTS",
     "RESULTS_SCHEMA",
-    "Applicability",
-    "applicability",
     "build_results",
     "exit_code",
     "failures",
@@ -53,71 +50,6 @@ RESULTS_SCHEMA = "tenancy/audit-results/v1"
 #: Result values, in the order the report lists them.
 RESULTS = ("pass", "fail", "waived", "not-applicable", "not-tested")
 MANIFEST = "SHA256SUMS"
-
-
-# -- applicability ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Applicability:
-    """Whether a control applies to a host: ``required``, ``not-applicable``,
-    ``waived`` (a valid waiver) or ``expired`` (only expired waivers: required, and failed)."""
-
-    status: str
-    reason: str = ""
-    waiver: dict[str, Any] | None = None
-
-    @property
-    def required(self) -> bool:
-        return self.status in ("required", "expired")
-
-
-def _waiver_doc(w: Waiver) -> dict[str, Any]:
-    return {
-        "control": w.control,
-        "tenant": w.tenant,
-        "hosts": list(w.hosts),
-        "justification": " ".join(w.justification.split()),
-        "approved_by": w.approved_by,
-        "expires": w.expires.isoformat(),
-        "ticket": w.ticket,
-    }
-
-
-def applicability(
-    catalogue: Catalogue,
-    waivers: Iterable[Waiver],
-    today: date,
-    control: str,
-    *,
-    host: str,
-    tenant: str | None,
-    profiles: Sequence[str],
-) -> Applicability:
-    """The catalogue's verdict on checking ``control`` on ``host`` on ``today``.
-
-    Unknown profile names raise ``KeyError`` (as :meth:`Catalogue.controls_for`).
-    """
-    selected = {c.id for c in catalogue.controls_for(profiles)}
-    if control not in selected:
-        return Applicability(
-            "not-applicable", f"{control} not in profile {', '.join(profiles)} of {host}"
-        )
-    scoped = [
-        w
-        for w in waivers
-        if w.control == control and tenant is not None and w.applies_to(tenant, host)
-    ]
-    active = [w for w in scoped if w.is_active(today)]
-    if active:
-        w = max(active, key=lambda x: x.expires)
-        text = " ".join(w.justification.split())
-        return Applicability("waived", f"waived until {w.expires}: {text}", _waiver_doc(w))
-    if scoped:
-        w = max(scoped, key=lambda x: x.expires)
-        text = " ".join(w.justification.split())
-        return Applicability("expired", f"waiver expired on {w.expires}: {text}", _waiver_doc(w))
-    return Applicability("required")
 
 
 # -- folding records -------------------------------------------------------------------
@@ -335,18 +267,6 @@ def exit_code(doc: Mapping[str, Any]) -> int:
 # -- HTML --------------------------------------------------------------------------------
 
 
-@functools.cache
-def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(templates_dir())),
-        undefined=jinja2.StrictUndefined,
-        autoescape=True,  # evidence is command output from the audited hosts
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-
-
 def _anchor(*parts: Any) -> str:
     return "-".join("".join(ch if ch.isalnum() else "_" for ch in str(p)) for p in parts)
 
@@ -363,8 +283,9 @@ def render_html(doc: Mapping[str, Any]) -> str:
             tenants.append((tenant, 1))
     cells = {(r["control"], r["host"]): r for r in doc.get("results", [])}
     frameworks = doc.get("catalogue", {}).get("frameworks", {})
+    # the shared environment escapes *.html.j2: evidence is command output from the hosts
     return (
-        _environment()
+        environment()
         .get_template("report/report.html.j2")
         .render(
             doc=doc,

@@ -57,6 +57,7 @@ from tenancy.policy.catalogue import (
     load_waivers,
     waived_control_ids,
 )
+from tenancy.project import Project
 from tenancy.render.inventory import firewall_rules_for, group_name, inventory
 
 __all__ = [
@@ -101,13 +102,17 @@ class PolicySources:
     waivers: tuple[Waiver, ...]
 
 
-def load_policy_sources(root: Path) -> PolicySources:
-    """Read ``policies/catalogue.yaml`` and ``policies/waivers/*.yaml`` of a project.
+def load_policy_sources(project: Project | Path) -> PolicySources:
+    """Read the shipped catalogue (its roles traced) and the project's waivers.
 
-    Raises :class:`tenancy.policy.catalogue.CatalogueError` with located errors.
+    ``project`` may still be a project root (callers not yet passing a
+    :class:`~tenancy.project.Project`). Raises
+    :class:`tenancy.policy.catalogue.CatalogueError` with located errors.
     """
-    catalogue = load_catalogue(root / "policies" / "catalogue.yaml", roles_dir=root / "roles")
-    waiver_dir = root / "policies" / "waivers"
+    if isinstance(project, Path):
+        project = Project.at(project)
+    catalogue = load_catalogue(project.policies_dir / "catalogue.yaml", roles_dir=project.roles_dir)
+    waiver_dir = project.waivers_dir
     waivers = load_waivers(waiver_dir, catalogue=catalogue) if waiver_dir.is_dir() else []
     return PolicySources(catalogue=catalogue, waivers=tuple(waivers))
 

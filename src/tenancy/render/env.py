@@ -20,7 +20,7 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
         undefined=jinja2.StrictUndefined,
-        autoescape=False,
+        autoescape=jinja2.select_autoescape(["html.j2"], default_for_string=False),
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypedDict
@@ -26,6 +25,7 @@ from tenancy.infra.dynamic._base import (
     prop_opt_str,
     prop_str,
 )
+from tenancy.infra.dynamic.domain_power import stop_gracefully
 from tenancy.infra.dynamic.xml_domain import (
     DiskDef,
     DomainDef,
@@ -78,7 +78,7 @@ def _interface(item: Any) -> InterfaceDef:
     )
 
 
-def domain_spec(props: dict[str, Any], uuid: str | None = None) -> DomainDef:
+def domain_def(props: dict[str, Any], uuid: str | None = None) -> DomainDef:
     """The pure spec for a Domain property bag."""
     return DomainDef(
         name=prop_str(props, "name"),
@@ -176,7 +176,7 @@ class DomainProvider(LibvirtProvider):
 
     def validate(self, inputs: dict[str, Any]) -> list[tuple[str, str]]:
         try:
-            spec = domain_spec(inputs)
+            spec = domain_def(inputs)
         except ValueError as exc:
             return [("", str(exc))]
         problems = [("", message) for message in domain_problems(spec)]
@@ -198,7 +198,7 @@ class DomainProvider(LibvirtProvider):
         return replaces
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        spec = domain_spec(props)
+        spec = domain_def(props)
         uri = prop_str(props, "uri")
         conn = libvirt_conn.connect(uri)
         libvirt_conn.refuse_existing(conn.lookupByName, "domain", spec.name, uri)
@@ -249,48 +249,6 @@ class DomainProvider(LibvirtProvider):
         if dom is not None:
             timeout = props.get("shutdown_timeout")
             _remove(dom, int(timeout) if isinstance(timeout, int | float) else 60)
-
-
-def _is_active(dom: Any) -> bool:
-    try:
-        return bool(dom.isActive())
-    except libvirt.libvirtError as exc:
-        if libvirt_conn.is_not_found(exc):
-            return False
-        raise
-
-
-def stop_gracefully(dom: Any, timeout: float, poll: float = 1.0, resend: float = 10.0) -> bool:
-    """ACPI shutdown, repeated every ``resend`` s; destroy after ``timeout`` s.
-
-    Returns True when the guest shut down by itself. A guest still booting
-    (common under TCG) ignores the first ACPI request, hence the repeats.
-    """
-    deadline = time.monotonic() + timeout
-    next_request = 0.0
-    while _is_active(dom):
-        now = time.monotonic()
-        if now >= deadline:
-            try:
-                dom.destroy()
-            except libvirt.libvirtError:
-                if _is_active(dom):
-                    raise
-            return False
-        if now >= next_request:
-            try:
-                dom.shutdown()
-            except libvirt.libvirtError as exc:
-                # An active guest that is not running (already "in shutdown" after an
-                # earlier request, slow under TCG; or paused) makes libvirt refuse
-                # another request with "domain is not running": keep waiting, the
-                # deadline still destroys it. Failing here failed whole destroys.
-                still_active = _is_active(dom)
-                if still_active and exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
-                    raise
-            next_request = now + resend
-        time.sleep(poll)
-    return True
 
 
 def _remove(dom: Any, timeout: float) -> None:

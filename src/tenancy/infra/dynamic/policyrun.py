@@ -1,8 +1,8 @@
 """PolicyRun: the security baseline applied to one tenant's VMs, as a Pulumi resource.
 
 One resource per tenant, created after the tenant's domains. It runs
-``policies/playbook.yml`` with :mod:`tenancy.policy.runner` (ansible-runner,
-one private data dir per run under ``$TENANCY_STATE/runs/``).
+``policies/playbook.yml`` through the harden use case (:mod:`tenancy.policy.harden`:
+ansible-runner, one private data dir per run under ``$TENANCY_STATE/runs/``).
 
 Inputs
     ``hosts``        inventory host name -> address (the plan's static addresses)
@@ -10,8 +10,9 @@ Inputs
                      it is hardened again (depends_on alone would not re-run anything)
     ``ssh_user``     the site's ops user
     ``policy_hash``  sha256 of playbook + catalogue + roles/** + the tenant's rendered
-                     variables (:func:`tenancy.policy.runner.policy_digest`)
-    ``inventory``    the tenant's rendered inventory; ``project``, ``state_dir``,
+                     variables (:func:`tenancy.policy.digest.policy_digest`)
+    ``inventory``    the tenant's rendered inventory; ``project`` (the project root; the
+                     applied files are the installed package's), ``state_dir``,
                      ``private_key`` (a path), ``ssh_timeout`` and ``run_timeout`` say where
                      and how to run. Only the first four inputs decide whether to run again.
 
@@ -43,7 +44,6 @@ skipped counts, changed control IDs, failed tasks with controls and message),
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,27 +67,14 @@ from tenancy.infra.dynamic._base import (
     prop_str,
 )
 from tenancy.infra.dynamic._errors import ProviderError
-from tenancy.plan.model import Plan, TenantPlan
-from tenancy.policy.progress import waiting_marker
-from tenancy.policy.runner import (
-    RunRequest,
-    RunResult,
-    SshWaitError,
-    lockout_problems,
-    new_run_id,
-    policy_digest,
-    private_key_for,
-    run_policy,
-    runs_dir,
-    wait_for_ssh,
-)
-from tenancy.policy.variables import (
-    PolicySources,
-    load_policy_sources,
-    policy_inventory,
-    site_problems,
-    tenant_hosts,
-)
+from tenancy.plan.model import Plan
+from tenancy.policy.digest import PolicyFiles, policy_digest
+from tenancy.policy.harden import ErrorKind, HardenError, HardenRun, execute
+from tenancy.policy.reachability import private_key_for
+from tenancy.policy.results import RunResult
+from tenancy.policy.run_request import RunRequest, new_run_id
+from tenancy.policy.variables import PolicySources, policy_inventory, site_problems, tenant_hosts
+from tenancy.project import Project
 
 #: Inputs whose change means "run again".
 RUN_ON = ("tenant", "site", "hosts", "instances", "ssh_user", "policy_hash")
@@ -145,13 +132,14 @@ class PolicyRunProvider(LibvirtProvider):
 
     # --- running ----------------------------------------------------------
 
-    def _request(self, props: Mapping[str, Any], check: bool) -> RunRequest:
+    def _run(self, props: Mapping[str, Any], check: bool) -> HardenRun:
+        """An apply waits for SSH first (a check reports unreachable hosts as unverified)."""
         site, tenant = prop_str(props, "site"), prop_str(props, "tenant")
         key = prop_opt_str(props, "private_key")
-        return RunRequest(
+        request = RunRequest(
             run_id=new_run_id("check" if check else "apply", site, tenant),
             label=f"{'check' if check else 'apply'} {tenant}",
-            project=Path(prop_str(props, "project")),
+            files=PolicyFiles.of(Project.at(Path(prop_str(props, "project")))),
             inventory=canonical(prop_dict(props, "inventory")),
             state_dir=Path(prop_str(props, "state_dir")),
             check=check,
@@ -159,32 +147,23 @@ class PolicyRunProvider(LibvirtProvider):
             timeout=float(prop_int(props, "run_timeout")),
             extravars={"tenancy_run_policy_digest": prop_str(props, "policy_hash")},
         )
+        return HardenRun(
+            request=request,
+            addresses={str(k): str(v) for k, v in prop_dict(props, "hosts").items()},
+            user=prop_str(props, "ssh_user"),
+            wait=None if check else float(prop_int(props, "ssh_timeout")),
+            mark_waiting=True,
+        )
 
     def _apply(self, props: Mapping[str, Any]) -> dict[str, Any]:
         tenant = prop_str(props, "tenant")
         problems = [str(p) for p in prop_list(props, "problems")]
         if problems:
             raise PolicyRunError(f"PolicyRun {tenant}: nothing applied:\n" + "\n".join(problems))
-        request = self._request(props, check=False)
-        hosts = {str(k): str(v) for k, v in prop_dict(props, "hosts").items()}
-        marker = waiting_marker(
-            runs_dir(request.state_dir), request.run_id, request.label, sorted(hosts)
-        )
         try:
-            wait_for_ssh(
-                hosts,
-                prop_str(props, "ssh_user"),
-                request.private_key,
-                float(prop_int(props, "ssh_timeout")),
-            )
-        except SshWaitError as exc:
-            raise PolicyRunError(f"PolicyRun {tenant}: nothing applied: {exc}") from None
-        finally:
-            marker.unlink(missing_ok=True)
-        lockouts = lockout_problems(tenant_hosts(dict(request.inventory)))
-        if lockouts:
-            raise PolicyRunError(f"PolicyRun {tenant}: nothing applied:\n" + "\n".join(lockouts))
-        result = run_policy(request)
+            result = execute(self._run(props, check=False))
+        except HardenError as exc:
+            raise PolicyRunError(_refusal(tenant, exc)) from None
         if not result.ok:
             raise PolicyRunError(_failure(tenant, result))
         return self.outputs(
@@ -207,7 +186,7 @@ class PolicyRunProvider(LibvirtProvider):
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         if os.environ.get("TENANCY_POLICY_REFRESH", "").lower() == "skip":
             return ReadResult(id_, dict(props))
-        result = run_policy(self._request(props, check=True))
+        result = execute(self._run(props, check=True))  # check mode: never refused
         drifted = sorted(
             h for h, r in result.hosts.items() if (r.changed or r.failed) and not r.problem
         )
@@ -230,6 +209,13 @@ class PolicyRunProvider(LibvirtProvider):
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         return None
+
+
+def _refusal(tenant: str, error: HardenError) -> str:
+    """Why nothing was applied: the silent hosts, or the hosts the firewall would lock out."""
+    if error.kind is ErrorKind.UNREACHABLE:
+        return f"PolicyRun {tenant}: nothing applied: {error.message}"
+    return f"PolicyRun {tenant}: nothing applied:\n" + "\n".join(error.details or [error.message])
 
 
 def _failure(tenant: str, result: RunResult) -> str:
@@ -259,7 +245,7 @@ class PolicyRunArgs:
     policy_hash: str
     inventory: dict[str, Any]
     project: str
-    """Project root holding policies/ and roles/."""
+    """The project root (its waivers are rendered into ``inventory`` already)."""
     state_dir: str
     private_key: str = ""
     """Path of the ops private key ("" = ssh defaults/agent)."""
@@ -275,8 +261,7 @@ class PolicyRunArgs:
 
 
 def policy_run_args(
-    root: Path,
-    state_dir: Path,
+    project: Project,
     site: Site,
     plan: Plan,
     tenant: str,
@@ -289,49 +274,19 @@ def policy_run_args(
     """
     inv = policy_inventory(plan, site, sources, today, [tenant], check_site=False)
     hosts = {h: str(v["ansible_host"]) for h, v in sorted(tenant_hosts(inv).items())}
-    key = private_key_for(root, site.ops.ssh_key_files)
+    key = private_key_for(project.root, site.ops.ssh_key_files)
     return PolicyRunArgs(
         tenant=tenant,
         site=plan.site,
         hosts=hosts,
         ssh_user=site.ops.user,
-        policy_hash=policy_digest(root, inv),
+        policy_hash=policy_digest(PolicyFiles.of(project), inv),
         inventory=inv,
-        project=str(root),
-        state_dir=str(state_dir),
+        project=str(project.root),
+        state_dir=str(project.state_dir),
         private_key=str(key) if key else "",
         problems=site_problems(site),
     )
-
-
-@functools.lru_cache(maxsize=8)
-def _site_and_sources(root: Path, stack: str) -> tuple[Site, PolicySources]:
-    from tenancy.contract.loader import load_site, site_file
-
-    site, errors = load_site(site_file(root / "stacks", stack), stack, root)
-    if site is None:
-        raise PolicyRunError(
-            f"PolicyRun: cannot load site {stack!r}: " + "; ".join(map(str, errors))
-        )
-    return site.model, load_policy_sources(root)
-
-
-def discover_policy_run_args(tenant: TenantPlan, site_name: str | None = None) -> PolicyRunArgs:
-    """:func:`policy_run_args` for a tenant when the program did not pass them.
-
-    Finds the project (nearest directory with Pulumi.yaml above the working
-    directory), the site (the stack) and the policy sources itself. The program
-    should rather pass ``TenantHostingArgs.policy`` built with
-    :func:`policy_run_args` from its inputs (it reads files once, in one place).
-    """
-    from tenancy.engine import state_dir
-
-    cwd = Path.cwd()
-    root = next((d for d in (cwd, *cwd.parents) if (d / "Pulumi.yaml").is_file()), cwd)
-    stack = site_name or pulumi.get_stack()
-    site, sources = _site_and_sources(root, stack)
-    plan = Plan(site=stack, domain_type="qemu", tenants=[tenant], hosts=[])
-    return policy_run_args(root, state_dir(root), site, plan, tenant.name, sources, date.today())
 
 
 class PolicyRun(Resource, module="tenancy", name="PolicyRun"):

@@ -7,26 +7,30 @@ import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from pathlib import Path
 
-from tenancy import cli
-from tenancy.engine import EngineError, run_pulumi, state_dir
-from tenancy.plan.ledger import ledger_path, write_ledger
+from tenancy.cli.commands import Subparsers, add_command, summary
+from tenancy.cli.errors import EXIT_INVALID, EXIT_USAGE
+from tenancy.cli.options import add_site
+from tenancy.engine import EngineError, run_pulumi
+from tenancy.plan.ledger import write_ledger
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.progress import RunWatcher
-from tenancy.policy.runner import runs_dir
+from tenancy.project import Project
+
+VERBS = ("preview", "up", "refresh", "destroy")
 
 
 def _engine(args: argparse.Namespace) -> int:
-    root: Path = args.root
+    project: Project = args.project
+    root = project.root
     result = plan_paths(root, None, sites=[args.site])
     if not result.ok:
         for problem in result.problems.errors:
             print(problem, file=sys.stderr)
         print(f"nothing applied: {len(result.problems.errors)} error(s)", file=sys.stderr)
-        return cli.EXIT_INVALID
+        return EXIT_INVALID
     if args.verb == "up":
-        path = ledger_path(root / "stacks", args.site)
+        path = project.ledger_file(args.site)
         if write_ledger(path, result.ledgers[args.site]):
             print(f"ledger {path.relative_to(root)} updated: commit it", file=sys.stderr)
     if args.approve:
@@ -56,7 +60,7 @@ def _engine(args: argparse.Namespace) -> int:
     watchers: list[RunWatcher] = []
 
     def watch(show: Callable[[str], None]) -> AbstractContextManager[object]:
-        watcher = RunWatcher(runs_dir(state_dir(root)), show)
+        watcher = RunWatcher(project.runs_dir, show)
         watchers.append(watcher)
         return watcher.running()
 
@@ -64,29 +68,23 @@ def _engine(args: argparse.Namespace) -> int:
         code = run_pulumi(root, args.site, args.verb, [*extra, *args.pulumi_args], watch=watch)
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return cli.EXIT_USAGE
-    summary = [line for w in watchers for line in w.summary_lines()]
-    if summary:
+        return EXIT_USAGE
+    summary_lines = [line for w in watchers for line in w.summary_lines()]
+    if summary_lines:
         print("hardening runs (per host):")
-        print("\n".join(f"  {line}" for line in summary))
+        print("\n".join(f"  {line}" for line in summary_lines))
     return code
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    helps = {
-        "preview": "show what pulumi would change on a site (replacements included)",
-        "up": "apply a site: write the ledger, then pulumi up",
-        "refresh": "read the real state of a site's resources back into the stack",
-        "destroy": "remove everything of a site's stack (protected resources refuse)",
-    }
-    for verb, text in helps.items():
-        p = sub.add_parser(
+def register(sub: Subparsers) -> None:
+    for verb in VERBS:
+        p = add_command(
+            sub,
             verb,
-            help=text,
-            description=text + ". Runs the real pulumi CLI "
+            description=summary(verb) + ". Runs the real pulumi CLI "
             "(offline, file backend under .tenancy/ unless PULUMI_BACKEND_URL).",
         )
-        p.add_argument("--site", default="local")
+        add_site(p)
         p.add_argument(
             "--approve",
             action="append",
@@ -107,6 +105,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             )
         p.add_argument("pulumi_args", nargs="*", help="extra pulumi arguments after --")
         p.set_defaults(func=_engine, verb=verb)
-
-
-cli._EXTRA_COMMANDS.append(register)

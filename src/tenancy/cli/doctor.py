@@ -5,16 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
-from tenancy import cli
+from tenancy.cli.commands import Subparsers, add_command
+from tenancy.cli.errors import EXIT_INVALID, EXIT_OK, usage_error
+from tenancy.cli.options import add_format, add_site, check_site_arg
 from tenancy.doctor.checks import counts, failed, fixes, run_checks
 from tenancy.doctor.gather import gather_facts
 from tenancy.doctor.model import Check
+from tenancy.project import Project
 
 NAME_WIDTH = 24  # longer names push their detail right instead of widening every line
 LABELS = {"ok": "ok", "warn": "WARN", "fail": "FAIL", "info": "info"}
 
+DESCRIPTION = (
+    "Check every prerequisite of the README's journeys (tools, libvirt, engine, guest image, "
+    "state, Python env, memory and disk for the site's plan, network guard and stand-ins) "
+    "and print, per problem, the one command that fixes it."
+)
 EPILOG = """\
 exit codes:
   0  nothing failed (warnings and info lines do not block)
@@ -62,29 +69,18 @@ def to_json(site: str, checks: Sequence[Check]) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    root: Path = args.root
-    problem = cli._check_site_arg(root, args.site)
+    project: Project = args.project
+    problem = check_site_arg(project, args.site)
     if problem:
-        return cli._usage_error(problem)
-    checks = run_checks(gather_facts(root, args.site))
+        return usage_error(problem)
+    checks = run_checks(gather_facts(project.root, args.site))
     render = to_json if args.format == "json" else to_text
     print(render(args.site, checks), end="")
-    return cli.EXIT_INVALID if failed(checks) else cli.EXIT_OK
+    return EXIT_INVALID if failed(checks) else EXIT_OK
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "doctor",
-        help="check this machine's prerequisites and print the fix for each problem",
-        description="Check every prerequisite of the README's journeys (tools, libvirt, "
-        "engine, guest image, state, Python env, memory and disk for the site's plan, "
-        "network guard and stand-ins) and print, per problem, the one command that fixes it.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--site", default="local", help="stack name under stacks/ (default: local)")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+def register(sub: Subparsers) -> None:
+    p = add_command(sub, "doctor", DESCRIPTION, epilog=EPILOG)
+    add_site(p)
+    add_format(p, "text", "json")
     p.set_defaults(func=cmd_doctor)
-
-
-cli._EXTRA_COMMANDS.append(register)

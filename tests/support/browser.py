@@ -1,6 +1,7 @@
 """Headless Chromium (Debian's package) for the audit report: the DOM after scripts ran.
 
-Shared by the synthetic report test and the audit steps on real VMs.
+Shared by the synthetic report test and the audit steps on real VMs; a missing
+browser fails the test with the package to install.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class MatrixCells(HTMLParser):
 
 
 def matrix_cells(dom: str) -> dict[tuple[str, str], list[str]]:
+    """The report matrix of a dumped DOM (see :class:`MatrixCells`)."""
     parser = MatrixCells()
     parser.feed(dom)
     return parser.cells

@@ -7,7 +7,9 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from tenancy import cli
+from tenancy.cli.commands import Subparsers, add_command, summary
+from tenancy.cli.errors import EXIT_INVALID, usage_error
+from tenancy.cli.options import add_site, add_tenant, check_site_arg
 from tenancy.policy.audit import (
     LYNIS_TIMEOUT,
     AuditError,
@@ -15,7 +17,12 @@ from tenancy.policy.audit import (
     run_audit,
     summary_lines,
 )
+from tenancy.project import Project
 
+DESCRIPTION = summary("audit") + (
+    ": a pass/fail/waived/not-applicable/not-tested result per control and host, with the "
+    "commands run and their output, an HTML report and a Lynis cross-check."
+)
 EPILOG = """\
 exit codes:
   0  every required control holds on every audited host
@@ -46,14 +53,16 @@ def _date(text: str) -> date:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    root: Path = args.root
-    problem = cli._check_site_arg(root, args.site)
+    project: Project = args.project
+    problem = check_site_arg(project, args.site)
     if problem:
-        return cli._usage_error(problem)
+        return usage_error(problem)
+    if len(args.tenant) > 1:  # until AuditOptions takes several tenants
+        return usage_error("audit takes one --tenant for now")
     options = AuditOptions(
-        root=root,
+        root=project.root,
         site=args.site,
-        tenant=args.tenant,
+        tenant=args.tenant[0] if args.tenant else None,
         hosts=tuple(args.host),
         out=Path(args.out).resolve() if args.out else None,
         workers=args.workers,
@@ -65,29 +74,20 @@ def _audit(args: argparse.Namespace) -> int:
         pytest_args=args.pytest_args,
     )
     if options.out is not None and options.out.exists():
-        return cli._usage_error(f"{options.out} exists; the bundle needs a new directory")
+        return usage_error(f"{options.out} exists; the bundle needs a new directory")
     try:
         run = run_audit(options, stream=None if args.quiet else sys.stderr)
     except AuditError as exc:
         print(f"error: nothing audited:\n{exc}", file=sys.stderr)
-        return cli.EXIT_INVALID
+        return EXIT_INVALID
     print("\n".join(summary_lines(run)))
     return run.exit_code
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    text = "run the compliance suite against a site's VMs and write an evidence bundle"
-    p = sub.add_parser(
-        "audit",
-        help=text,
-        description=text + ": a pass/fail/waived/not-applicable/not-tested result per control "
-        "and host, with the commands run and their output, an HTML report and a Lynis "
-        "cross-check.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--site", default="local", help="stack name under stacks/ (default: local)")
-    p.add_argument("--tenant", default=None, help="only this tenant's machines")
+def register(sub: Subparsers) -> None:
+    p = add_command(sub, "audit", DESCRIPTION, epilog=EPILOG)
+    add_site(p)
+    add_tenant(p)
     p.add_argument(
         "--host",
         action="append",
@@ -134,6 +134,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="do not stream pytest's output")
     p.add_argument("pytest_args", nargs="*", help="extra pytest arguments after --")
     p.set_defaults(func=_audit)
-
-
-cli._EXTRA_COMMANDS.append(register)

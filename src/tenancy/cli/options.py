@@ -1,0 +1,45 @@
+"""The options several commands share, defined once so they are spelled and explained alike."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+from tenancy.contract.types import DNS_LABEL_RE
+from tenancy.plan.planner import known_sites
+from tenancy.project import Project
+
+DEFAULT_SITE = "local"
+
+
+def add_site(parser: argparse.ArgumentParser) -> None:
+    """``--site``: the stack a command works on; check it with :func:`check_site_arg`."""
+    parser.add_argument(
+        "--site", default=DEFAULT_SITE, help=f"stack name under stacks/ (default: {DEFAULT_SITE})"
+    )
+
+
+def add_tenant(parser: argparse.ArgumentParser) -> None:
+    """``--tenant``: narrow a command to some tenants' machines (``args.tenant`` is a list)."""
+    parser.add_argument(
+        "--tenant",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this tenant's machines (repeatable; default: every tenant of the site)",
+    )
+
+
+def add_format(parser: argparse.ArgumentParser, *choices: str, help: str | None = None) -> None:
+    """``--format``: how the result is printed; the first choice is the default."""
+    parser.add_argument("--format", choices=list(choices), default=choices[0], help=help)
+
+
+def check_site_arg(project: Project, site: str) -> str | None:
+    """A usage problem with ``--site``, or None when its stack file exists."""
+    if not re.match(DNS_LABEL_RE, site):
+        return f"site {site!r}: expected a stack name (a DNS label)"
+    if not project.stack_file(site).is_file():
+        known = ", ".join(known_sites(project.stacks_dir)) or "(none)"
+        return f"unknown site {site!r}: no stacks/Pulumi.{site}.yaml; known sites: {known}"
+    return None

@@ -1,0 +1,1 @@
+"""The Tenancy compliance suite: the auditors' checks, one ``test_<domain>.py`` per domain."""
