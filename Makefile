@@ -1,11 +1,11 @@
 # One command surface: setup, demo, doctor, test, lint, bench, purge.
-# CI (.ci/run) calls `make lint` and `make test`.
+# CI (.ci/run) calls `make lint types` and `make test`; pre-commit calls lint, types, unit.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 ENV := source tools/env.sh &&
 SITE ?= local
 
-.PHONY: setup python-env engine hypervisor-up hypervisor-down image state test-deps demo test acceptance unit lint bench
+.PHONY: setup python-env engine hypervisor-up hypervisor-down image state test-deps demo test acceptance unit lint types check bench
 
 .PHONY: standins purge
 
@@ -67,11 +67,17 @@ acceptance: setup test-deps  ## the long hardening scenario on real VMs
 unit: python-env
 	$(ENV) python -m pytest tests/unit
 
+# style: Python (ruff), YAML (yamllint), Ansible (ansible-lint)
 lint: python-env
 	$(ENV) ruff check src tests stacks bench policies && ruff format --check src tests stacks bench policies
-	$(ENV) mypy
 	$(ENV) ansible-lint --offline --profile production roles/ policies/playbook.yml
 	$(ENV) yamllint --strict .
+
+types: python-env  ## mypy strict over src, tests, bench, stacks and policies (config in pyproject.toml)
+	$(ENV) mypy
+
+# what pre-commit runs (.pre-commit-config.yaml) and what to run before pushing
+check: lint types unit  ## lint + types + unit tests
 
 bench: python-env
 	$(ENV) python -m bench.run_all --vms "$(or $(BENCH_VMS),1)"

@@ -47,7 +47,8 @@ from pydantic import ValidationError
 
 from bench._summary import Report
 from tenancy.contract.models import Tenant
-from tenancy.contract.yamlsource import Document, load_file
+from tenancy.contract.yamldoc import Document
+from tenancy.contract.yamlsource import load_file
 from tenancy.gcpause import cyclic_gc_paused
 from tenancy.plan.planner import plan_paths
 

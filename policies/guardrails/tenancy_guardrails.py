@@ -72,10 +72,17 @@ ReportViolation = Callable[..., None]
 class ResourceArgs(Protocol):
     """What the rules read of ``pulumi_policy.ResourceValidationArgs``."""
 
-    resource_type: str
-    props: Mapping[str, Any]
-    urn: str
-    name: str
+    @property
+    def resource_type(self) -> str: ...
+
+    @property
+    def props(self) -> Mapping[str, Any]: ...
+
+    @property
+    def urn(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
 
     @property
     def opts(self) -> Any: ...
@@ -86,10 +93,17 @@ class ResourceArgs(Protocol):
 class StackResource(Protocol):
     """What the rules read of ``pulumi_policy.PolicyResource``."""
 
-    resource_type: str
-    props: Mapping[str, Any]
-    urn: str
-    name: str
+    @property
+    def resource_type(self) -> str: ...
+
+    @property
+    def props(self) -> Mapping[str, Any]: ...
+
+    @property
+    def urn(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
 
     @property
     def parent(self) -> Any: ...

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 from tests.support.browser import dump_dom, matrix_cells, screenshot
 
-from tenancy.policy.catalogue import Waiver, load_catalogue
+from tenancy.policy.catalogue_load import load_catalogue
 from tenancy.policy.report import build_results, render_html
+from tenancy.policy.waivers import Waiver
 
 pytestmark = pytest.mark.integration
 

@@ -54,6 +54,7 @@ def pool(
     name = f"{test_prefix}-pool"
     inputs = checked(provider, {"uri": libvirt_uri, "name": name, "path": str(pool_root / name)})
     created = provider.create(inputs)
+    assert created.outs is not None
     yield created.outs
     provider.delete(created.id, created.outs)
 
@@ -67,7 +68,7 @@ def test_pool_lifecycle(
     inputs = checked(provider, {"uri": libvirt_uri, "name": name, "path": str(path)})
 
     created = provider.create(inputs)
-    assert created.id == name
+    assert created.id == name and created.outs is not None
     assert path.is_dir(), "build creates the directory"
     pool = conn(libvirt_uri).storagePoolLookupByName(name)
     assert pool.isActive() and pool.autostart()

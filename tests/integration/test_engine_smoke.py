@@ -15,9 +15,9 @@ from __future__ import annotations
 import ipaddress
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import libvirt
 import pulumi
@@ -218,8 +218,17 @@ def console_tail(path: Path, lines: int = 40) -> str:
         return f"(no console log: {exc})"
 
 
-def only_same(changes: dict[str, int] | None) -> bool:
-    return bool(changes) and set(changes or {}) == {"same"}
+def op_counts(changes: auto.OpMap | None) -> Mapping[str, int]:
+    """The change counts of an update summary, by operation name.
+
+    Pulumi annotates the keys as ``OpType`` but fills the map straight from the engine's
+    JSON, so they are the plain operation names.
+    """
+    return cast("Mapping[str, int]", changes or {})
+
+
+def only_same(changes: auto.OpMap | None) -> bool:
+    return bool(changes) and set(op_counts(changes)) == {"same"}
 
 
 def test_engine_smoke(
@@ -325,12 +334,12 @@ def test_engine_smoke(
             conn.networkLookupByName(f"{prefix}-net").setAutostart(0)
             with step_timer.step("refresh (drift: net autostart off)"):
                 drifted = stack.refresh(on_output=on_output, color="never")
-            assert (drifted.summary.resource_changes or {}).get("update") == 1, (
+            assert op_counts(drifted.summary.resource_changes).get("update") == 1, (
                 f"refresh missed the drift: {drifted.summary.resource_changes}"
             )
             with step_timer.step("up (repairs drift)"):
                 repaired = stack.up(on_output=on_output, color="never")
-            assert (repaired.summary.resource_changes or {}).get("update") == 1, (
+            assert op_counts(repaired.summary.resource_changes).get("update") == 1, (
                 f"up did not repair: {repaired.summary.resource_changes}"
             )
             assert conn.networkLookupByName(f"{prefix}-net").autostart() == 1

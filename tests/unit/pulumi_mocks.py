@@ -94,7 +94,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         self.registered: dict[str, Registered] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
+        # the SDK's MockMonitor is unannotated
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type == "pulumi:pulumi:Stack":
             return response
         state = self.resources[response.urn].state
@@ -119,7 +120,8 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         entry = self.registered.get(request.urn)
         if entry is not None:
             entry.outputs = rpc.deserialize_properties(request.outputs)
-        return super().RegisterResourceOutputs(request)
+        # the SDK's MockMonitor is unannotated
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
 @dataclass

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tenancy.compliance.applicability import applicability
-from tenancy.policy.catalogue import Waiver, load_catalogue
+from tenancy.compliance.applicability import Applicability, applicability
+from tenancy.policy.catalogue_load import load_catalogue
 from tenancy.policy.report import (
     build_results,
     exit_code,
@@ -30,6 +30,7 @@ from tenancy.policy.report import (
     verify_manifest,
     write_manifest,
 )
+from tenancy.policy.waivers import Waiver
 
 REPO = Path(__file__).resolve().parents[2]
 CATALOGUE = load_catalogue(REPO / "policies" / "catalogue.yaml")
@@ -118,23 +119,29 @@ def test_profiles_decide_what_applies() -> None:
 
 
 def test_waivers_valid_until_and_including_their_expiry_then_failing() -> None:
-    args = {"host": "hr-web-1", "tenant": "hr", "profiles": ["baseline"]}
-    valid = applicability(
-        CATALOGUE, [waiver("BASE-SSH-03", "hr", "2026-06-01")], TODAY, "BASE-SSH-03", **args
-    )
+    def verdict(waivers: list[Waiver]) -> Applicability:
+        return applicability(
+            CATALOGUE,
+            waivers,
+            TODAY,
+            "BASE-SSH-03",
+            host="hr-web-1",
+            tenant="hr",
+            profiles=["baseline"],
+        )
+
+    valid = verdict([waiver("BASE-SSH-03", "hr", "2026-06-01")])
     assert valid.status == "waived" and not valid.required
     assert valid.reason.startswith("waived until 2026-06-01: Vendor agent needs it")
-    expired = applicability(
-        CATALOGUE, [waiver("BASE-SSH-03", "hr", "2026-05-31")], TODAY, "BASE-SSH-03", **args
-    )
+    expired = verdict([waiver("BASE-SSH-03", "hr", "2026-05-31")])
     assert expired.status == "expired" and expired.required
     assert expired.reason.startswith("waiver expired on 2026-05-31")
     both = [waiver("BASE-SSH-03", "hr", "2026-05-31"), waiver("BASE-SSH-03", "hr", "2027-01-01")]
-    assert applicability(CATALOGUE, both, TODAY, "BASE-SSH-03", **args).status == "waived"
+    assert verdict(both).status == "waived"
     other_host = [waiver("BASE-SSH-03", "hr", "2027-01-01", hosts=["hr-web-2"])]
-    assert applicability(CATALOGUE, other_host, TODAY, "BASE-SSH-03", **args).status == "required"
+    assert verdict(other_host).status == "required"
     other_tenant = [waiver("BASE-SSH-03", "tourism", "2027-01-01")]
-    assert applicability(CATALOGUE, other_tenant, TODAY, "BASE-SSH-03", **args).status == "required"
+    assert verdict(other_tenant).status == "required"
 
 
 # -- folding records ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped,unused-ignore]  # untyped without types-jsonschema
 import pytest
 import yaml
 from tests.support.cli import CliResult

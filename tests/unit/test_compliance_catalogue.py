@@ -31,7 +31,8 @@ from tenancy.compliance.network import cidr
 from tenancy.compliance.nft import parse_nft
 from tenancy.compliance.plugin import host_scope
 from tenancy.compliance.probes import parse_standins, plan_probes
-from tenancy.policy.catalogue import load_catalogue
+from tenancy.contract.host_vars import parse_hosts
+from tenancy.policy.catalogue_load import load_catalogue
 from tenancy.project import shipped
 
 REPO = Path(__file__).resolve().parents[2]
@@ -272,7 +273,7 @@ def test_probes_follow_the_declared_flows() -> None:
     standins = parse_standins(
         "tn-intranet=10.255.1.2,tn-extranet=10.255.2.2,tn-internet=10.255.3.2"
     )
-    hosts = {
+    hosts: dict[str, dict[str, Any]] = {
         "hr-web-1": {
             "ansible_host": "10.30.0.10",
             "tenancy_tenant": "hr",
@@ -302,7 +303,8 @@ def test_probes_follow_the_declared_flows() -> None:
         },
         "family-db-1": {"ansible_host": "10.30.1.10", "tenancy_tenant": "family"},
     }
-    hr = plan_probes("hr-web-1", hosts["hr-web-1"], standins, hosts)
+    typed = parse_hosts(hosts)
+    hr = plan_probes("hr-web-1", typed["hr-web-1"], standins, typed)
     shown = {str(p) for p in hr["BASE-FW-02"]}
     assert "tn-intranet -> hr-web-1 443/tcp reachable" in shown
     assert "tourism-web-1 -> hr-web-1 8443/tcp reachable" in shown  # another tenant's VM
@@ -311,7 +313,7 @@ def test_probes_follow_the_declared_flows() -> None:
     assert "family-db-1 -> hr-web-1 443/tcp blocked" in shown
     assert "tourism-web-1 -> hr-web-1 443/tcp blocked" in shown
     assert {str(p) for p in hr["BASE-FW-03"]} >= {"tn-internet -> hr-web-1 22/tcp blocked"}
-    tourism = plan_probes("tourism-web-1", hosts["tourism-web-1"], standins, hosts)
+    tourism = plan_probes("tourism-web-1", typed["tourism-web-1"], standins, typed)
     egress = {str(p) for p in tourism["BASE-FW-04"]}
     assert "tourism-web-1 -> hr-web-1 8443/tcp reachable" in egress
     assert "tourism-web-1 -> tn-internet 443/tcp reachable" in egress

@@ -42,7 +42,7 @@ from tenancy.compliance.records import status
 from tenancy.policy.ansible_env import ansible_settings
 from tenancy.policy.ansible_run import run_policy
 from tenancy.policy.audit import AuditOptions, AuditRun, run_audit, summary_lines
-from tenancy.policy.catalogue import load_catalogue
+from tenancy.policy.catalogue_load import load_catalogue
 from tenancy.policy.digest import PolicyFiles
 from tenancy.policy.report import build_results, exit_code, failures, render_html
 from tenancy.policy.results import HostResult, RunResult, parse_events
@@ -68,15 +68,20 @@ class FakeHost:
         )
         self.answer = answer
         self.commands: list[str] = []
+        # an attribute, as on testinfra's Host: the evidence recorder wraps it
+        self.run: Callable[..., Any] = self._run
 
-    def run(self, command: str, *args: str, **kwargs: Any) -> Any:
+    def _run(self, command: str, *args: str, **kwargs: Any) -> Any:
         self.commands.append(command)
         rc, out, err = self.answer(command)
         return SimpleNamespace(rc=rc, stdout=out, stderr=err)
 
     @contextlib.contextmanager
-    def sudo(self) -> Iterator[None]:
+    def sudo(self, user: str | None = None) -> Iterator[None]:
         yield
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"FakeHost has no testinfra module {name!r}")
 
 
 SSH_DOWN: Answer = (255, "", "ssh: connect to host 10.40.0.10 port 22: Connection timed out")
@@ -109,7 +114,7 @@ def blocked(proto: str = "tcp", port: int = 22, src: Endpoint = TOURISM) -> Prob
 
 
 def connect(probe: Probe, tgt: FakeHost, src: FakeHost | None = None) -> str:
-    hosts = {"tourism-web-1": src}
+    hosts = {"tourism-web-1": src} if src is not None else {}
     return ProbeRunner(tgt, lambda name: hosts[name]).connect(probe)
 
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import grpc
+import grpc  # type: ignore[import-untyped,unused-ignore]  # untyped without types-grpcio
 import pytest
 import tenancy_guardrails as g  # the pack directory: pytest pythonpath (pyproject.toml)
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2  # type: ignore[import-untyped,unused-ignore]  # untyped without types-protobuf
 from pulumi.runtime.proto import analyzer_pb2_grpc, language_pb2, language_pb2_grpc
 from pulumi_mocks import Program, program_inputs, run_program
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, unknown_checking_proxy

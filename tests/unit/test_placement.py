@@ -144,7 +144,7 @@ def reference_place(
 @pytest.mark.parametrize("seed", range(30))
 def test_placement_matches_reference_rule(seed: int) -> None:
     rng = random.Random(seed)
-    hosts = [
+    hosts: list[dict[str, Any]] = [  # host documents, as the site YAML holds them
         {
             "name": f"h{i:02d}",
             "uri": "qemu:///system",

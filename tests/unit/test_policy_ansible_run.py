@@ -9,8 +9,8 @@ private data dir, the events, the per-host results and the secret hygiene.
 from __future__ import annotations
 
 import json
-import os
 import stat
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -118,7 +118,7 @@ def test_child_environment_keeps_secrets_out() -> None:
         }
     )
     assert set(env) == {"PATH", "HOME", "LANG", "SSH_AUTH_SOCK", "PYTHONUNBUFFERED"}
-    assert env["PATH"].split(":")[0] == str(Path(os.sys.executable).parent)
+    assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
 
 
 def test_forks_are_sized_for_the_hosts() -> None:
@@ -164,7 +164,7 @@ ROLE = """\
 
 def local_inventory() -> dict[str, Any]:
     hosts = {
-        name: {"ansible_connection": "local", "ansible_python_interpreter": os.sys.executable}
+        name: {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
         for name in ("good", "bad")
     }
     return {"all": {"children": {"t": {"children": {"t_g": {"hosts": hosts}}}}}}

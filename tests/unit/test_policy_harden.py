@@ -151,13 +151,14 @@ def test_apply_outputs_and_read_records_drift(monkeypatch: pytest.MonkeyPatch) -
     created = provider.create(props(inventory={"all": {"vars": {"port": 443.0}}}))
     assert created.id == "local/hr"
     outs = created.outs
+    assert outs is not None
     assert outs["run_id"] == "r-apply" and outs["drifted"] == [] and outs["drift"] == {}
     assert outs["results"]["a"]["changed"] == 7 and outs["results"]["b"]["status"] == "ok"
     assert seen[0].inventory == {"all": {"vars": {"port": 443}}}
     assert seen[0].extravars == {"tenancy_run_policy_digest": "a" * 64} and not seen[0].check
 
     read = provider.read("local/hr", outs)
-    assert seen[1].check and read.id == "local/hr"
+    assert seen[1].check and read.id == "local/hr" and read.outs is not None
     assert read.outs["drifted"] == ["a"] and read.outs["drift"] == {"a": ["BASE-SSH-03"]}
     assert read.outs["unverified"] == ["c"] and read.outs["check_run_id"] == "r-check"
     assert provider.diff("local/hr", read.outs, props()).changes is True

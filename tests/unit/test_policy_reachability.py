@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tenancy.contract.host_vars import HostVars, PolicyVars, SiteVars
 from tenancy.policy import reachability
 from tenancy.policy.reachability import (
     READY_PROBE,
@@ -71,14 +72,12 @@ def test_ssh_probe_command_line() -> None:
 
 def test_lockout_guard() -> None:
     hosts = {
-        "in": {"ansible_host": "10.30.0.10", "tenancy_site_ops_cidrs": ["10.30.0.1/32"]},
-        "out": {"ansible_host": "10.40.0.10", "tenancy_site_ops_cidrs": ["10.40.0.1/32"]},
-        "waived": {
-            "ansible_host": "10.50.0.10",
-            "tenancy_site_ops_cidrs": [],
-            "tenancy_waived_controls": ["BASE-FW-03"],
-        },
-        "unknown": {"ansible_host": "10.60.0.10", "tenancy_site_ops_cidrs": []},
+        "in": HostVars(address="10.30.0.10", site=SiteVars(ops_cidrs=("10.30.0.1/32",))),
+        "out": HostVars(address="10.40.0.10", site=SiteVars(ops_cidrs=("10.40.0.1/32",))),
+        "waived": HostVars(
+            address="10.50.0.10", policy=PolicyVars(waived_controls=("BASE-FW-03",))
+        ),
+        "unknown": HostVars(address="10.60.0.10"),
     }
     sources = {
         "10.30.0.10": ("10.30.0.1", "tnhr"),

@@ -10,11 +10,13 @@ import pytest
 import yaml
 from tests.support.project import REPO
 
+from tenancy.contract.host_vars import HostVars, PolicyVars
 from tenancy.policy import results, task_tags
-from tenancy.policy.ansible_run import active_controls, prepare_run
-from tenancy.policy.digest import PolicyFiles
+from tenancy.policy.ansible_run import active_controls
+from tenancy.policy.catalogue import Catalogue
+from tenancy.policy.catalogue_load import load_catalogue
 from tenancy.policy.results import HostResult, RunResult, TaskRef, control_ids, parse_events
-from tenancy.policy.run_request import RunRequest
+from tenancy.policy.variables import selected_controls
 
 # -- control IDs -------------------------------------------------------------------
 
@@ -41,7 +43,7 @@ def test_control_ids(name: str, tags: list[str], want: list[str]) -> None:
 
 def test_every_controlled_task_name_of_the_roles_parses() -> None:
     """Each task the catalogue traces (tagged with an ID) yields IDs from its name."""
-    from tenancy.policy.catalogue import _tasks
+    from tenancy.policy.role_trace import _tasks
 
     checked = 0
     for task_file in sorted((REPO / "roles").glob("*/tasks/*.yml")):
@@ -164,20 +166,21 @@ def test_run_result_round_trip_and_lines() -> None:
     assert result.hosts["a"].summary()["changed_controls"] == ["BASE-SSH-03"]
 
 
+def _rendered(catalogue: Catalogue, profiles: list[str], waived: tuple[str, ...] = ()) -> HostVars:
+    """A host's variables as the policy inventory renders them (selection included)."""
+    controls = tuple(c.id for c in selected_controls(catalogue, profiles, waived))
+    policy = PolicyVars(profiles=tuple(profiles), waived_controls=waived, controls=controls)
+    return HostVars(policy=policy)
+
+
 def test_shared_tasks_report_only_the_hosts_own_controls(tmp_path: Path) -> None:
-    request = RunRequest(
-        run_id="r-active",
-        files=PolicyFiles.under(REPO),
-        inventory={"all": {}},
-        state_dir=tmp_path / "s",
-    )
-    project = prepare_run(request) / "project"
+    catalogue = load_catalogue(REPO / "policies" / "catalogue.yaml")
     active = active_controls(
-        project,
         {
-            "base": {"tenancy_profiles": ["baseline"]},
-            "l3": {"tenancy_profiles": ["mlps-level3"], "tenancy_waived_controls": ["MLPS-LOG-01"]},
-            "odd": {"tenancy_profiles": ["no-such-profile"]},
+            "base": _rendered(catalogue, ["baseline"]),
+            "l3": _rendered(catalogue, ["mlps-level3"], ("MLPS-LOG-01",)),
+            # an inventory that carries no selection (not rendered by Tenancy)
+            "odd": HostVars(policy=PolicyVars(profiles=("no-such-profile",))),
         },
     )
     assert "MLPS-ACC-03" not in active["base"] and "BASE-ACC-06" in active["base"]

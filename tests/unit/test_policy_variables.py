@@ -16,22 +16,24 @@ import pytest
 import yaml
 from tests.support.project import REPO, tenant_doc, write_tenant
 
+from tenancy.contract.host_vars import CONTROLS, ROLES, SITE_VARIABLES
 from tenancy.contract.loader import load_site, site_file
 from tenancy.contract.models import Site
 from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
-from tenancy.policy.catalogue import Waiver
+from tenancy.policy.catalogue import Catalogue
 from tenancy.policy.variables import (
-    SITE_VARIABLES,
     PolicySources,
     VariablesError,
     firewall_rules,
     load_policy_sources,
     policy_inventory,
+    selected_controls,
     site_problems,
     site_variables,
     tenant_hosts,
 )
+from tenancy.policy.waivers import Waiver
 from tenancy.project import Project
 
 TODAY = date(2026, 11, 28)
@@ -88,14 +90,14 @@ def test_local_site_variables_fall_back_to_the_segment_gateway(
     gateway = hr.segment.gateway
     # The local site names no ops networks and no NTP servers: the hypervisor (the
     # segment gateway, which is also the controller here) is both.
-    assert got["tenancy_site_ops_cidrs"] == [f"{gateway}/32"]
-    assert got["tenancy_site_ntp_servers"] == [gateway]
-    assert got["tenancy_site_apt_proxy"] == ""
-    assert got["tenancy_site_apt_mirror"] == ""
-    assert got["tenancy_site_syslog_host"] == ""
-    assert got["tenancy_site_syslog_port"] == 514
-    assert got["tenancy_site_syslog_protocol"] == "tcp"
-    assert set(got) == set(SITE_VARIABLES)
+    assert got.ops_cidrs == (f"{gateway}/32",)
+    assert got.ntp_servers == (gateway,)
+    assert got.apt_proxy == ""
+    assert got.apt_mirror == ""
+    assert got.syslog_host == ""
+    assert got.syslog_port == 514
+    assert got.syslog_protocol == "tcp"
+    assert set(got.to_inventory()) == set(SITE_VARIABLES)
 
 
 def test_site_settings_pass_through(local_plan: Plan, local_site: Site) -> None:
@@ -108,9 +110,9 @@ def test_site_settings_pass_through(local_plan: Plan, local_site: Site) -> None:
     )
     hr = next(t for t in local_plan.tenants if t.name == "hr")
     got = site_variables(site, hr)
-    assert got["tenancy_site_ops_cidrs"] == ["10.99.0.0/26", f"{hr.segment.gateway}/32"]
-    assert got["tenancy_site_ntp_servers"] == ["10.99.0.5", "10.99.0.6"]
-    assert got["tenancy_site_apt_proxy"] == "http://10.99.0.7:3142"
+    assert got.ops_cidrs == ("10.99.0.0/26", f"{hr.segment.gateway}/32")
+    assert got.ntp_servers == ("10.99.0.5", "10.99.0.6")
+    assert got.apt_proxy == "http://10.99.0.7:3142"
     assert site_problems(site) == []
 
 
@@ -280,3 +282,71 @@ def test_tenant_hosts_merges_group_and_host_vars() -> None:
         }
     }
     assert tenant_hosts(inv) == {"h": {"a": 9, "b": 2, "c": 3, "d": 4}}
+
+
+# -- the control selection: computed here, applied as given by the playbook -------------
+
+
+def _expected(sources: PolicySources, profiles: list[str], waived: list[str]) -> list[str]:
+    """The profiles' controls through ``extends``, waived ones removed, in catalogue order."""
+    return [c.id for c in sources.catalogue.controls_for(profiles) if c.id not in waived]
+
+
+@pytest.mark.parametrize("site_name", ["local", "dc-east"])
+def test_every_host_gets_its_resolved_controls_and_roles(
+    site_name: str, sources: PolicySources
+) -> None:
+    plan, site = plan_for(REPO, site_name), site_spec(REPO, site_name)
+    hosts = tenant_hosts(policy_inventory(plan, site, sources, TODAY, check_site=False))
+    assert hosts
+    for name, hv in hosts.items():
+        wanted = _expected(sources, hv["tenancy_profiles"], hv["tenancy_waived_controls"])
+        assert hv[CONTROLS] == wanted, name
+        roles = [sources.catalogue.control(cid).implements.role for cid in wanted]
+        assert hv[ROLES] == list(dict.fromkeys(roles)), name
+    level3 = {c.id for c in sources.catalogue.controls_for(["mlps-level3"])}
+    assert any(set(hv[CONTROLS]) == level3 for hv in hosts.values()) == (site_name == "dc-east")
+
+
+def test_waived_controls_leave_the_selection_and_a_role_without_controls_goes(
+    local_plan: Plan, local_site: Site, sources: PolicySources
+) -> None:
+    time_controls = [
+        c.id for c in sources.catalogue.controls if c.implements.role == "tenancy_time"
+    ]
+    waivers = tuple(waiver(cid, "hr", ["hr-portal-1"], date(2027, 1, 31)) for cid in time_controls)
+    both = PolicySources(catalogue=sources.catalogue, waivers=waivers)
+    hosts = tenant_hosts(policy_inventory(local_plan, local_site, both, TODAY))
+    portal, other = hosts["hr-portal-1"], hosts["tourism-web-1"]
+    assert portal["tenancy_waived_controls"] == sorted(time_controls)
+    assert portal[CONTROLS] == _expected(sources, ["baseline"], time_controls)
+    assert "tenancy_time" not in portal[ROLES] and "tenancy_time" in other[ROLES]
+    assert set(time_controls) <= set(other[CONTROLS])
+
+
+def test_selection_follows_three_levels_of_extends(sources: PolicySources) -> None:
+    """A chain as deep as the catalogue allows today resolves completely (no fixed unrolling)."""
+    doc = sources.catalogue.model_dump(by_alias=True)
+    level3 = doc["profiles"]["mlps-level3"]
+    moved = level3["controls"]
+    doc["profiles"]["level-1"] = {"title": "L1", "extends": ["baseline"], "controls": moved[:3]}
+    doc["profiles"]["level-2"] = {"title": "L2", "extends": ["level-1"], "controls": moved[3:6]}
+    level3.update(extends=["level-2"], controls=moved[6:])
+    deep = Catalogue.model_validate(doc)
+    assert deep.profile_chain("mlps-level3") == ["mlps-level3", "level-2", "level-1", "baseline"]
+    chosen = [c.id for c in selected_controls(deep, ["mlps-level3"], ["MLPS-ACC-01"])]
+    flat = [c.id for c in sources.catalogue.controls_for(["mlps-level3"])]
+    assert chosen == [cid for cid in flat if cid != "MLPS-ACC-01"]
+
+
+def test_playbook_applies_the_rendered_selection_without_resolving_it() -> None:
+    play = yaml.safe_load((REPO / "policies/playbook.yml").read_text())[0]
+    pre_tasks = play["pre_tasks"]
+    # the play checks the selection it is given; it computes none
+    assert len(pre_tasks) == 1 and "ansible.builtin.assert" in pre_tasks[0]
+    checks = " ".join(pre_tasks[0]["ansible.builtin.assert"]["that"])
+    assert CONTROLS in checks and ROLES in checks
+    assert "extends" not in yaml.safe_dump(pre_tasks)
+    for entry in play["roles"]:
+        assert entry["vars"] == {f"{entry['role']}_controls": "{{ " + CONTROLS + " }}"}
+        assert entry["when"] == f"'{entry['role']}' in {ROLES}"

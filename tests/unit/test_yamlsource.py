@@ -9,16 +9,9 @@ import pytest
 from tests.support.project import DATA
 
 from tenancy.contract.errors import SpecError
-from tenancy.contract.yamlsource import (
-    MAX_BYTES,
-    MAX_DEPTH,
-    MAX_NODES,
-    Document,
-    LoadError,
-    format_path,
-    load_file,
-    load_text,
-)
+from tenancy.contract.yamldoc import Document, format_path
+from tenancy.contract.yamlguard import MAX_DEPTH, MAX_NODES
+from tenancy.contract.yamlsource import MAX_BYTES, LoadError, load_file, load_text
 
 
 def load_errors(text: str, file: str = "t.yaml") -> list[SpecError]:

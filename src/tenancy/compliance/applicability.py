@@ -16,9 +16,11 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from tenancy.compliance.host import Host, host_name
+from tenancy.contract.host_vars import HostVars
 
 if TYPE_CHECKING:
-    from tenancy.policy.catalogue import Catalogue, Waiver
+    from tenancy.policy.catalogue import Catalogue
+    from tenancy.policy.waivers import Waiver
 
 __all__ = ["Applicability", "HostInfo", "Policy", "applicability", "decide", "host_info"]
 
@@ -106,13 +108,11 @@ def host_info(host: Host, default_profiles: Sequence[str]) -> HostInfo:
     variables: Mapping[str, Any] = {}
     if getattr(host.backend, "HAS_RUN_ANSIBLE", False):
         variables = host.ansible.get_variables()
-    profiles = variables.get("tenancy_profiles") or list(default_profiles)
-    if isinstance(profiles, str):
-        profiles = [profiles]
+    host_vars = HostVars.from_inventory(variables)
     return HostInfo(
         name=host_name(host),
-        tenant=variables.get("tenancy_tenant"),
-        profiles=tuple(str(p) for p in profiles),
+        tenant=host_vars.tenant,
+        profiles=host_vars.policy.profiles or tuple(default_profiles),
         variables=variables,
     )
 

@@ -17,7 +17,7 @@ __all__ = ["all_inventory_hosts", "inventory_hosts"]
 def _runner(config: pytest.Config) -> Any:
     """testinfra's reader of the inventory pytest was given (cached per inventory)."""
     # testinfra ships no type information
-    from testinfra.utils.ansible_runner import AnsibleRunner  # type: ignore[import-untyped]
+    from testinfra.utils.ansible_runner import AnsibleRunner
 
     return AnsibleRunner.get_runner(config.option.ansible_inventory)
 

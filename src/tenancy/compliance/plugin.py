@@ -39,6 +39,7 @@ from tenancy.compliance.evidence import evidence_scope, install_recorder
 from tenancy.compliance.host import host_name, host_of
 from tenancy.compliance.items import control_of, item_of
 from tenancy.compliance.records import DECISION, EVIDENCE, RecordWriter
+from tenancy.contract.host_vars import PROFILES
 
 DEFAULT_STANDINS = "tn-intranet=10.255.1.2,tn-extranet=10.255.2.2,tn-internet=10.255.3.2"
 
@@ -176,7 +177,7 @@ def _control_gate(request: pytest.FixtureRequest) -> Iterator[None]:
     try:
         decision = decide(request.config.stash[_POLICY], control, info)
     except KeyError as exc:
-        pytest.fail(f"{info.name}: {exc.args[0]} (inventory variable tenancy_profiles)")
+        pytest.fail(f"{info.name}: {exc.args[0]} (inventory variable {PROFILES})")
     node.stash[DECISION] = (decision, info)
     if decision.status in ("not-applicable", "waived"):
         pytest.skip(decision.reason)

@@ -19,6 +19,7 @@ import pytest
 from tenancy.compliance.inventory import all_inventory_hosts, inventory_hosts
 from tenancy.compliance.items import Item
 from tenancy.compliance.network import contains, port_text
+from tenancy.contract.host_vars import HostVars, parse_hosts
 
 __all__ = [
     "UNDECLARED_PORT",
@@ -72,14 +73,14 @@ def parse_standins(text: str) -> list[Endpoint]:
 
 
 def endpoint_in(
-    network: str, standins: Sequence[Endpoint], hosts: Mapping[str, Mapping[str, Any]], exclude: str
+    network: str, standins: Sequence[Endpoint], hosts: Mapping[str, HostVars], exclude: str
 ) -> Endpoint | None:
     """A stand-in, else an inventory host other than ``exclude``, with an address in ``network``."""
     for s in standins:
         if contains(network, s.address):
             return s
     for name, hv in sorted(hosts.items()):
-        address = str(hv.get("ansible_host", ""))
+        address = hv.address or ""
         if name != exclude and address and contains(network, address):
             return Endpoint(name, address, "host")
     return None
@@ -109,9 +110,9 @@ UNDECLARED_PORT = 8080
 
 def plan_probes(
     target_name: str,
-    target_vars: Mapping[str, Any],
+    target_vars: HostVars,
     standins: Sequence[Endpoint],
-    hosts: Mapping[str, Mapping[str, Any]],
+    hosts: Mapping[str, HostVars],
     other_tenant_sources: int = 2,
 ) -> dict[str, list[Probe]]:
     """The reachability probes of one host, by control.
@@ -125,11 +126,10 @@ def plan_probes(
     a destination inside its peer network is reachable; a sample of other
     destinations (each stand-in on 443, or :data:`UNDECLARED_PORT`) is not.
     """
-    address = str(target_vars.get("ansible_host", target_name))
-    target = Endpoint(target_name, address, "host")
-    rules = [r for r in target_vars.get("tenancy_firewall_rules") or [] if isinstance(r, Mapping)]
-    tenant = target_vars.get("tenancy_tenant")
-    ops = [str(c) for c in target_vars.get("tenancy_site_ops_cidrs") or []]
+    target = Endpoint(target_name, target_vars.address_or(target_name), "host")
+    rules = target_vars.policy.firewall_rules
+    tenant = target_vars.tenant
+    ops = list(target_vars.site.ops_cidrs)
     probes: dict[str, list[Probe]] = {"BASE-FW-02": [], "BASE-FW-03": [], "BASE-FW-04": []}
 
     for r in rules:
@@ -150,13 +150,13 @@ def plan_probes(
     others: list[Endpoint] = []
     seen_tenants: set[str] = set()
     for name, hv in sorted(hosts.items()):
-        other = hv.get("tenancy_tenant")
+        other = hv.tenant
         if name == target_name or other == tenant or other in seen_tenants or not other:
             continue
         if len(seen_tenants) >= other_tenant_sources:
             break
-        seen_tenants.add(str(other))
-        others.append(Endpoint(name, str(hv.get("ansible_host", name)), "host"))
+        seen_tenants.add(other)
+        others.append(Endpoint(name, hv.address_or(name), "host"))
 
     served = sorted(
         {
@@ -190,9 +190,9 @@ def probe_items(config: pytest.Config, control: str) -> list[Item]:
     if config.getoption("tenancy_no_probes"):
         return []
     standins = parse_standins(config.getoption("tenancy_standins"))
-    every = all_inventory_hosts(config)
+    every = parse_hosts(all_inventory_hosts(config))
     out = []
-    for name, hv in inventory_hosts(config).items():
+    for name, hv in parse_hosts(inventory_hosts(config)).items():
         for p in plan_probes(name, hv, standins, every).get(control, []):
             verdict = "reach" if p.allowed else "block"
             source = p.source.label if p.target.label == name else p.target.label

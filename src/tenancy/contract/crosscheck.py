@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Collection, Iterator
 
 from tenancy.contract.errors import SpecError
 from tenancy.contract.loader import LoadedSite, LoadedTenant
@@ -28,55 +29,60 @@ def usage(tenant: LoadedTenant, site: LoadedSite) -> dict[str, int]:
     return {"vcpus": vcpus, "memoryGiB": -(-memory_mib // 1024), "storageGiB": storage}
 
 
-def check_against_site(tenant: LoadedTenant, site: LoadedSite) -> list[SpecError]:
-    """Flavors, images, pools and backup schedules exist; quota holds."""
-    errors: list[SpecError] = []
+def _catalogue_lookups(
+    tenant: LoadedTenant, site: LoadedSite
+) -> Iterator[tuple[tuple[str | int, ...], str, str, Collection[str], str]]:
+    """(path, what, name, known names, expected) of every catalogue name a tenant uses."""
     s = site.model
     for i, m in enumerate(tenant.model.spec.machines):
         base = ("spec", "machines", i)
-        if m.flavor not in s.flavors:
-            errors.append(
-                SpecError(
-                    tenant.locate(*base, "flavor"),
-                    f"spec.machines[{i}].flavor",
-                    "unknown flavor",
-                    f"one of {', '.join(sorted(s.flavors))} (site {s.name})",
-                    repr(m.flavor),
-                )
-            )
-        if m.image not in s.images:
-            errors.append(
-                SpecError(
-                    tenant.locate(*base, "image"),
-                    f"spec.machines[{i}].image",
-                    "unknown image",
-                    f"one of {', '.join(sorted(s.images))} (site {s.name})",
-                    repr(m.image),
-                )
-            )
+        yield (
+            (*base, "flavor"),
+            "flavor",
+            m.flavor,
+            s.flavors,
+            (f"one of {', '.join(sorted(s.flavors))} (site {s.name})"),
+        )
+        yield (
+            (*base, "image"),
+            "image",
+            m.image,
+            s.images,
+            (f"one of {', '.join(sorted(s.images))} (site {s.name})"),
+        )
         for k, vol in enumerate(m.volumes):
             vpath = (*base, "volumes", k)
-            field = f"spec.machines[{i}].volumes[{k}]"
-            if vol.pool not in s.pool_set:
-                errors.append(
-                    SpecError(
-                        tenant.locate(*vpath, "pool"),
-                        f"{field}.pool",
-                        "unknown storage pool",
-                        f"one of {', '.join(sorted(s.pool_names()))}",
-                        repr(vol.pool),
-                    )
-                )
-            if vol.backup not in s.backup_schedules:
-                errors.append(
-                    SpecError(
-                        tenant.locate(*vpath, "backup"),
-                        f"{field}.backup",
-                        "unknown backup schedule",
-                        f"one of {', '.join(s.backup_schedules)}",
-                        repr(vol.backup),
-                    )
-                )
+            yield (
+                (*vpath, "pool"),
+                "storage pool",
+                vol.pool,
+                s.pool_set,
+                (f"one of {', '.join(sorted(s.pool_names()))}"),
+            )
+            yield (
+                (*vpath, "backup"),
+                "backup schedule",
+                vol.backup,
+                s.backup_schedules,
+                (f"one of {', '.join(s.backup_schedules)}"),
+            )
+
+
+def _field(path: tuple[str | int, ...]) -> str:
+    """``("spec", "machines", 0, "flavor")`` -> ``spec.machines[0].flavor``."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def check_against_site(tenant: LoadedTenant, site: LoadedSite) -> list[SpecError]:
+    """Flavors, images, pools and backup schedules exist; quota holds."""
+    errors = [
+        SpecError(tenant.locate(*path), _field(path), f"unknown {what}", expected, repr(name))
+        for path, what, name, known, expected in _catalogue_lookups(tenant, site)
+        if name not in known
+    ]
     quota = effective_quota(tenant, site)
     used = usage(tenant, site)
     limits = {"vcpus": quota.vcpus, "memoryGiB": quota.memory_gib, "storageGiB": quota.storage_gib}

@@ -15,7 +15,8 @@ from pydantic.fields import FieldInfo
 from tenancy.contract.errors import Location, SpecError, describe
 from tenancy.contract.models import Site, Tenant
 from tenancy.contract.types import PATTERN_HELP, TYPE_DESCRIPTIONS
-from tenancy.contract.yamlsource import Document, LoadError, PathKey, format_path, load_file
+from tenancy.contract.yamldoc import Document, PathKey, format_path
+from tenancy.contract.yamlsource import LoadError, load_file
 
 SITE_CONFIG_KEY = "tenancy:site"
 TENANT_SUFFIXES = (".yaml", ".yml")

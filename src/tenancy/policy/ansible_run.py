@@ -37,16 +37,16 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import yaml
 
+from tenancy.contract.host_vars import HostVars
 from tenancy.policy.ansible_cli import count_tasks, limited_hosts, runner_command
 from tenancy.policy.ansible_env import ansible_settings, child_environment
-from tenancy.policy.catalogue import CatalogueError, load_catalogue
 from tenancy.policy.results import RunResult, parse_events
 from tenancy.policy.run_request import RunRequest
-from tenancy.policy.variables import tenant_hosts
+from tenancy.policy.variables import inventory_host_vars
 
 __all__ = ["active_controls", "prepare_run", "run_policy"]
 
@@ -86,23 +86,15 @@ def prepare_run(request: RunRequest) -> Path:
     return run_dir
 
 
-def active_controls(project: Path, hosts: Mapping[str, Mapping[str, Any]]) -> dict[str, set[str]]:
-    """Host -> the control IDs it gets (its profiles' minus its waivers), from a run's project.
+def active_controls(hosts: Mapping[str, HostVars]) -> dict[str, set[str]]:
+    """Host -> the control IDs the run applied to it (the inventory's ``tenancy_controls``).
 
-    Empty when the project has no valid catalogue (nothing is narrowed then).
+    The selection the playbook was given, not a second resolution of the
+    profiles. Hosts whose inventory carries none are left out (their changes
+    are reported as the tasks name them).
     """
-    try:
-        catalogue = load_catalogue(project / "catalogue.yaml", roles_dir=project / "roles")
-    except CatalogueError:
-        return {}
-    out: dict[str, set[str]] = {}
-    for host, hv in hosts.items():
-        try:
-            ids = {c.id for c in catalogue.controls_for(hv.get("tenancy_profiles") or ["baseline"])}
-        except KeyError:
-            continue
-        out[host] = ids - set(hv.get("tenancy_waived_controls") or [])
-    return out
+    selected = {host: hv.policy.controls for host, hv in hosts.items()}
+    return {host: set(ids) for host, ids in selected.items() if ids is not None}
 
 
 def run_policy(request: RunRequest, stream: TextIO | None = None) -> RunResult:
@@ -111,7 +103,7 @@ def run_policy(request: RunRequest, stream: TextIO | None = None) -> RunResult:
     ``stream`` receives ansible's output line by line while it runs (the CLI
     passes stderr); it is always kept in ``artifacts/<run-id>/stdout``.
     """
-    host_vars = tenant_hosts(dict(request.inventory))
+    host_vars = inventory_host_vars(request.inventory)
     hosts = sorted(host_vars)
     started = datetime.now(UTC).isoformat(timespec="seconds")
     t0 = time.monotonic()
@@ -158,7 +150,7 @@ def run_policy(request: RunRequest, stream: TextIO | None = None) -> RunResult:
             result.error = f"the run exceeded its {request.timeout:.0f} s timeout and was stopped"
     except OSError as exc:
         result.error = f"cannot start ansible-runner: {exc}"
-    active = active_controls(run_dir / "project", host_vars)
+    active = active_controls(host_vars)
     expected = limited_hosts(request, hosts)
     result.hosts = parse_events(request.artifact_dir / "job_events", expected, active)
     reported = any(r.failed or r.unreachable for r in result.hosts.values())

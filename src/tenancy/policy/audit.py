@@ -34,7 +34,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -43,6 +43,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from tenancy.contract.host_vars import HostVars, parse_hosts
 from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.catalogue import CatalogueError
@@ -239,13 +240,11 @@ def scope_reductions(
     return out
 
 
-def _close_masters(ssh: SshOptions, hosts: Iterable[Mapping[str, Any]]) -> None:
+def _close_masters(ssh: SshOptions, hosts: Mapping[str, HostVars]) -> None:
     """Stop the SSH control masters the suite left (ControlPersist) before their socket dir goes."""
-    for hv in hosts:
+    for name, hv in hosts.items():
         try:
-            argv = ssh.control(
-                str(hv.get("ansible_user", "ops")), str(hv.get("ansible_host")), "exit"
-            )
+            argv = ssh.control(hv.user, hv.address_or(name), "exit")
             subprocess.run(argv, capture_output=True, timeout=15, check=False)
         except (OSError, subprocess.TimeoutExpired):
             continue
@@ -282,13 +281,14 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
         audit = audit_inventory(project, options.site, today, tmpdir)
         inv, plan = audit.inventory, audit.plan
         every = tenant_hosts(inv)
+        every_vars = parse_hosts(every)
         if options.tenant is not None:
             if options.tenant not in {t.name for t in plan.tenants}:
                 known = ", ".join(sorted(t.name for t in plan.tenants)) or "none"
                 raise AuditError(
                     f"tenant {options.tenant!r} is not planned on {options.site} ({known})"
                 )
-            hosts = {h: v for h, v in every.items() if v.get("tenancy_tenant") == options.tenant}
+            hosts = {h: v for h, v in every.items() if every_vars[h].tenant == options.tenant}
             patterns = [group_name(options.tenant)]
         else:
             hosts, patterns = every, ["all"]
@@ -331,7 +331,7 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
                     for h, v in hosts.items()
                 }
                 lynis = {h: f.result() for h, f in futures.items()}
-        _close_masters(audit.ssh, every.values())
+        _close_masters(audit.ssh, every_vars)
 
     finished = datetime.now(UTC)
     records_file = bundle / "records.json"

@@ -35,9 +35,10 @@ from tenancy.policy.results import RunResult
 from tenancy.policy.run_request import RunRequest, new_run_id, runs_dir
 from tenancy.policy.variables import (
     VariablesError,
+    host_addresses,
+    inventory_host_vars,
     load_policy_sources,
     policy_inventory,
-    tenant_hosts,
 )
 from tenancy.project import Project
 
@@ -190,7 +191,7 @@ def plan_run(options: HardenOptions) -> HardenRun:
     )
     return HardenRun(
         request=request,
-        addresses={h: str(v["ansible_host"]) for h, v in tenant_hosts(inv).items()},
+        addresses=host_addresses(inv),
         user=site.ops.user,
         wait=options.wait if options.wait > 0 else None,
         lockout_check=options.lockout_check,
@@ -229,7 +230,7 @@ def execute(
         except SshWaitError as exc:
             raise HardenError(ErrorKind.UNREACHABLE, str(exc)) from exc
     if run.lockout_check and not request.check:  # check mode changes no firewall
-        lockouts = lockout_problems(tenant_hosts(dict(request.inventory)))
+        lockouts = lockout_problems(inventory_host_vars(request.inventory))
         if lockouts:
             raise HardenError(
                 ErrorKind.LOCKOUT,

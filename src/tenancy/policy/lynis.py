@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tenancy.contract.host_vars import HostVars
 from tenancy.ssh import SshOptions
 
 __all__ = ["LYNIS_TIMEOUT", "lynis_command", "lynis_index", "parse_lynis_report"]
@@ -33,11 +34,10 @@ def parse_lynis_report(text: str) -> dict[str, str]:
 
 
 def _ssh(
-    ssh: SshOptions, host_vars: Mapping[str, Any], command: str, timeout: float
+    ssh: SshOptions, name: str, host_vars: Mapping[str, Any], command: str, timeout: float
 ) -> tuple[int, str, str]:
-    argv = ssh.argv(
-        str(host_vars.get("ansible_user", "ops")), str(host_vars["ansible_host"]), command
-    )
+    hv = HostVars.from_inventory(host_vars)
+    argv = ssh.argv(hv.user, hv.address_or(name), command)
     try:
         done = subprocess.run(
             argv,
@@ -69,7 +69,7 @@ def lynis_index(
 ) -> dict[str, Any]:
     """Run Lynis on one host; its hardening index, version and the log file name."""
     start = time.monotonic()
-    rc, out, err = _ssh(ssh, host_vars, lynis_command(timeout), timeout + 60)
+    rc, out, err = _ssh(ssh, name, host_vars, lynis_command(timeout), timeout + 60)
     log = logs / f"{name}.log"
     log.write_text(out + ("\n--- stderr ---\n" + err if err else ""), encoding="utf-8")
     report = parse_lynis_report(out.partition("=== /var/log/lynis-report.dat")[2])

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
+from tenancy.contract.host_vars import SITE_OPS_CIDRS, HostVars
 from tenancy.ssh import SshOptions
 
 __all__ = [
@@ -159,24 +159,23 @@ def controller_source(address: str) -> tuple[str, str] | None:
 
 
 def lockout_problems(
-    hosts: Mapping[str, Mapping[str, Any]],
+    hosts: Mapping[str, HostVars],
     source_of: Callable[[str], tuple[str, str] | None] = controller_source,
 ) -> list[str]:
     """Hosts whose firewall (BASE-FW-03) would shut this controller out of SSH.
 
-    ``hosts`` maps host names to merged variables (``tenant_hosts``). A host is
-    a problem when the address this machine reaches it from lies outside its
-    ``tenancy_site_ops_cidrs`` and BASE-FW-03 is not waived for it.
+    A host is a problem when the address this machine reaches it from lies
+    outside its site's ops networks and BASE-FW-03 is not waived for it.
     """
     problems: list[str] = []
     for name, hv in sorted(hosts.items()):
-        if "BASE-FW-03" in (hv.get("tenancy_waived_controls") or []):
+        if "BASE-FW-03" in hv.policy.waived_controls:
             continue
-        found = source_of(str(hv.get("ansible_host", name)))
+        found = source_of(hv.address_or(name))
         if found is None:
             continue
         source, dev = found
-        cidrs = [str(c) for c in hv.get("tenancy_site_ops_cidrs") or []]
+        cidrs = list(hv.site.ops_cidrs)
         try:
             inside = any(
                 ipaddress.ip_address(source) in ipaddress.ip_network(c, strict=False) for c in cidrs
@@ -185,8 +184,8 @@ def lockout_problems(
             inside = False
         if not inside:
             problems.append(
-                f"{name}: this controller reaches {hv.get('ansible_host')} from {source} "
-                f"(via {dev}), outside tenancy_site_ops_cidrs {cidrs}: BASE-FW-03 would "
+                f"{name}: this controller reaches {hv.address} from {source} "
+                f"(via {dev}), outside {SITE_OPS_CIDRS} {cidrs}: BASE-FW-03 would "
                 "lock it out of SSH (is the tenant's segment up? add the controller's "
                 "network to the site's ops.cidrs)"
             )

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from tenancy.compliance.applicability import Applicability, applicability
-from tenancy.policy.catalogue import Catalogue, Waiver
+from tenancy.contract.host_vars import parse_hosts
+from tenancy.policy.catalogue import Catalogue
+from tenancy.policy.waivers import Waiver
 from tenancy.render.env import environment
 
 __all__ = [
@@ -109,21 +111,21 @@ def build_results(
 ) -> dict[str, Any]:
     """The ``results.json`` document: one result per control and host, with evidence.
 
-    ``hosts`` maps the audited host names to their inventory variables
-    (``tenancy_tenant``, ``tenancy_profiles``, ``ansible_host``; ``lynis`` when
-    measured). Records of other hosts are ignored.
+    ``hosts`` maps the audited host names to their merged inventory variables
+    (read as :class:`~tenancy.contract.host_vars.HostVars`: tenant, profiles,
+    address), plus ``lynis`` when measured. Records of other hosts are ignored.
     """
     waiver_list = list(waivers)
     by_key: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for rec in records:
         if rec.get("control") and rec.get("host") in hosts:
             by_key.setdefault((str(rec["control"]), str(rec["host"])), []).append(rec)
-    order = sorted(hosts, key=lambda h: (str(hosts[h].get("tenancy_tenant") or ""), h))
+    host_vars = parse_hosts(hosts)
+    order = sorted(hosts, key=lambda h: (host_vars[h].tenant or "", h))
     results: list[dict[str, Any]] = []
     for name in order:
-        hv = hosts[name]
-        tenant = hv.get("tenancy_tenant")
-        profiles = [str(p) for p in hv.get("tenancy_profiles") or ["baseline"]]
+        tenant = host_vars[name].tenant
+        profiles = list(host_vars[name].policy.profiles_or_default())
         for control in catalogue.controls:
             try:
                 decision = applicability(
@@ -132,7 +134,7 @@ def build_results(
                     today,
                     control.id,
                     host=name,
-                    tenant=str(tenant) if tenant else None,
+                    tenant=tenant or None,
                     profiles=profiles,
                 )
             except KeyError as exc:
@@ -197,9 +199,9 @@ def build_results(
         "hosts": [
             {
                 "name": name,
-                "tenant": hosts[name].get("tenancy_tenant"),
-                "address": hosts[name].get("ansible_host"),
-                "profiles": list(hosts[name].get("tenancy_profiles") or ["baseline"]),
+                "tenant": host_vars[name].tenant,
+                "address": host_vars[name].address,
+                "profiles": list(host_vars[name].policy.profiles_or_default()),
                 "lynis": hosts[name].get("lynis"),
             }
             for name in order

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from tenancy.compliance.applicability import Policy
-from tenancy.policy.catalogue import CatalogueError, load_catalogue, load_waivers
+from tenancy.policy.catalogue import CatalogueError
+from tenancy.policy.catalogue_load import load_catalogue
+from tenancy.policy.waivers import load_waivers
 from tenancy.project import Project, shipped
 
 

@@ -26,9 +26,17 @@ per tenant (group ``<tenant>``, because two values depend on the segment)
 per host
     ``tenancy_profiles``            the tenant's ``policies``
     ``tenancy_waived_controls``     active waivers (``policies/waivers/*.yaml``) for the host
+    ``tenancy_controls``            the controls the host gets: its profiles resolved through
+                                    ``extends``, waived ones removed, in catalogue order
+                                    (:func:`selected_controls`: the only place this is
+                                    computed; the playbook applies the list as given)
+    ``tenancy_roles``               the roles implementing those controls, in catalogue order
     ``tenancy_firewall_rules``      the host's declared flows, one entry per peer CIDR and
                                     port: ``{direction, peer_cidr, proto, port, comment}``
                                     with ``port`` an int or ``"LOW-HIGH"``
+
+The names and types are :mod:`tenancy.contract.host_vars` (:class:`SiteVars`,
+:class:`PolicyVars`); this module decides the values.
 
 Addresses handed to the in-guest firewall must be IP literals (nft would
 resolve names at load time, and the role refuses them): a site whose NTP
@@ -41,49 +49,36 @@ catalogue and the waiver files.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tenancy.contract.host_vars import HostVars, PolicyVars, SiteVars, parse_hosts
 from tenancy.contract.models import Site
 from tenancy.plan.model import MachinePlan, Plan, TenantPlan
-from tenancy.policy.catalogue import (
-    Catalogue,
-    Waiver,
-    load_catalogue,
-    load_waivers,
-    waived_control_ids,
-)
+from tenancy.policy.catalogue import Catalogue, Control
+from tenancy.policy.catalogue_load import load_catalogue
+from tenancy.policy.waivers import Waiver, load_waivers, waived_control_ids
 from tenancy.project import Project
 from tenancy.render.inventory import firewall_rules_for, group_name, inventory
 
 __all__ = [
-    "SITE_VARIABLES",
     "PolicySources",
     "VariablesError",
     "firewall_rules",
+    "host_addresses",
     "host_variables",
+    "inventory_host_vars",
     "load_policy_sources",
     "policy_inventory",
+    "selected_controls",
     "site_problems",
     "site_variables",
     "tenant_hosts",
 ]
-
-#: The per-site variables the roles read (policies/playbook.yml documents them).
-SITE_VARIABLES = (
-    "tenancy_site_ops_cidrs",
-    "tenancy_site_ntp_servers",
-    "tenancy_site_dns_servers",
-    "tenancy_site_apt_proxy",
-    "tenancy_site_apt_mirror",
-    "tenancy_site_syslog_host",
-    "tenancy_site_syslog_port",
-    "tenancy_site_syslog_protocol",
-)
 
 
 class VariablesError(ValueError):
@@ -147,20 +142,19 @@ def site_problems(site: Site) -> list[str]:
     return problems
 
 
-def site_variables(site: Site, tenant: TenantPlan) -> dict[str, Any]:
+def site_variables(site: Site, tenant: TenantPlan) -> SiteVars:
     """The ``tenancy_site_*`` variables for the machines of ``tenant`` (see the module doc)."""
     gateway = tenant.segment.gateway
-    ops = list(dict.fromkeys([*site.ops.cidrs, f"{gateway}/32"]))
-    return {
-        "tenancy_site_ops_cidrs": ops,
-        "tenancy_site_ntp_servers": list(site.ntp_servers) or [gateway],
-        "tenancy_site_dns_servers": [],
-        "tenancy_site_apt_proxy": site.package_mirror or "",
-        "tenancy_site_apt_mirror": "",
-        "tenancy_site_syslog_host": "",
-        "tenancy_site_syslog_port": 514,
-        "tenancy_site_syslog_protocol": "tcp",
-    }
+    return SiteVars(
+        ops_cidrs=tuple(dict.fromkeys([*site.ops.cidrs, f"{gateway}/32"])),
+        ntp_servers=tuple(site.ntp_servers) or (gateway,),
+        dns_servers=(),
+        apt_proxy=site.package_mirror or "",
+        apt_mirror="",
+        syslog_host="",
+        syslog_port=514,
+        syslog_protocol="tcp",
+    )
 
 
 # -- hosts -------------------------------------------------------------------------
@@ -203,17 +197,34 @@ def firewall_rules(tenant: TenantPlan, group: str) -> list[dict[str, Any]]:
     return out
 
 
+def selected_controls(
+    catalogue: Catalogue, profiles: Sequence[str], waived: Iterable[str]
+) -> list[Control]:
+    """The controls a host gets: its profiles resolved through ``extends``, waived ones removed.
+
+    In catalogue order. The one place the selection is computed: the playbook
+    applies it as given, so its ``extends`` depth is not the playbook's concern.
+    Unknown profile names are a ``KeyError`` (:meth:`Catalogue.controls_for`).
+    """
+    removed = set(waived)
+    return [c for c in catalogue.controls_for(profiles) if c.id not in removed]
+
+
 def host_variables(
-    tenant: TenantPlan, machine: MachinePlan, waivers: Iterable[Waiver], today: date
-) -> dict[str, Any]:
-    """``tenancy_profiles``, ``tenancy_waived_controls`` and ``tenancy_firewall_rules``."""
-    return {
-        "tenancy_profiles": list(tenant.policies),
-        "tenancy_waived_controls": waived_control_ids(
-            waivers, tenant=tenant.name, host=machine.domain, today=today
-        ),
-        "tenancy_firewall_rules": firewall_rules(tenant, machine.group),
-    }
+    tenant: TenantPlan, machine: MachinePlan, sources: PolicySources, today: date
+) -> PolicyVars:
+    """The host's profiles, waived controls, selected controls and roles, and declared flows."""
+    waived = waived_control_ids(
+        sources.waivers, tenant=tenant.name, host=machine.domain, today=today
+    )
+    controls = selected_controls(sources.catalogue, tenant.policies, waived)
+    return PolicyVars(
+        profiles=tuple(tenant.policies),
+        waived_controls=tuple(waived),
+        controls=tuple(c.id for c in controls),
+        roles=tuple(dict.fromkeys(c.implements.role for c in controls)),
+        firewall_rules=tuple(firewall_rules(tenant, machine.group)),
+    )
 
 
 def _profile_problems(tenant: TenantPlan, catalogue: Catalogue) -> list[str]:
@@ -264,17 +275,17 @@ def policy_inventory(
     children: dict[str, Any] = {}
     for t in selected:
         group = base["all"]["children"][group_name(t.name)]
-        group["vars"].update(site_variables(site, t))
+        group["vars"].update(site_variables(site, t).to_inventory())
         for role_group in group["children"].values():
             for domain, hostvars in role_group["hosts"].items():
                 machine = next(m for m in t.machines if m.domain == domain)
-                hostvars.update(host_variables(t, machine, sources.waivers, today))
+                hostvars.update(host_variables(t, machine, sources, today).to_inventory())
         children[group_name(t.name)] = group
     base["all"]["children"] = children
     return base
 
 
-def tenant_hosts(inv: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def tenant_hosts(inv: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Every host of a (policy) inventory with its merged variables: all < tenant < group < host."""
     out: dict[str, dict[str, Any]] = {}
     top = inv.get("all", {})
@@ -286,3 +297,13 @@ def tenant_hosts(inv: dict[str, Any]) -> dict[str, dict[str, Any]]:
             for host, hostvars in (role_group.get("hosts") or {}).items():
                 out[host] = {**group_vars, **(hostvars or {})}
     return out
+
+
+def inventory_host_vars(inv: Mapping[str, Any]) -> dict[str, HostVars]:
+    """Every host of a (policy) inventory with its merged variables read back, typed."""
+    return parse_hosts(tenant_hosts(inv))
+
+
+def host_addresses(inv: Mapping[str, Any]) -> dict[str, str]:
+    """Host name -> the address Ansible connects to, in host name order (what a run waits for)."""
+    return {name: hv.address_or(name) for name, hv in sorted(inventory_host_vars(inv).items())}

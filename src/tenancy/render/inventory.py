@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tenancy.contract import host_vars as hv
 from tenancy.plan.model import Plan, RulePlan, TenantPlan
 
 
@@ -47,16 +48,16 @@ def inventory(plan: Plan, ops_user: str = "ops") -> dict[str, Any]:
         for m in tenant.machines:
             role_group = roles.setdefault(group_name(tenant.name, m.group), {"hosts": {}})
             role_group["hosts"][m.domain] = {
-                "ansible_host": m.address,
-                "ansible_user": ops_user,
-                "tenancy_tenant": tenant.name,
-                "tenancy_group": m.group,
-                "tenancy_hypervisor": m.host,
-                "tenancy_profiles": list(tenant.policies),
-                "tenancy_firewall_rules": firewall_rules_for(tenant, m.group),
+                hv.ANSIBLE_HOST: m.address,
+                hv.ANSIBLE_USER: ops_user,
+                hv.TENANT: tenant.name,
+                hv.GROUP: m.group,
+                hv.HYPERVISOR: m.host,
+                hv.PROFILES: list(tenant.policies),
+                hv.FIREWALL_RULES: firewall_rules_for(tenant, m.group),
             }
         children[group_name(tenant.name)] = {
             "children": dict(sorted(roles.items())),
-            "vars": {"tenancy_zone": tenant.zone, "tenancy_segment": tenant.segment.cidr},
+            "vars": {hv.ZONE: tenant.zone, hv.SEGMENT: tenant.segment.cidr},
         }
-    return {"all": {"children": children, "vars": {"tenancy_site": plan.site}}}
+    return {"all": {"children": children, "vars": {hv.SITE: plan.site}}}

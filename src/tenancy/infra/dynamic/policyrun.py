@@ -73,7 +73,7 @@ from tenancy.policy.harden import ErrorKind, HardenError, HardenRun, execute
 from tenancy.policy.reachability import private_key_for
 from tenancy.policy.results import RunResult
 from tenancy.policy.run_request import RunRequest, new_run_id
-from tenancy.policy.variables import PolicySources, policy_inventory, site_problems, tenant_hosts
+from tenancy.policy.variables import PolicySources, host_addresses, policy_inventory, site_problems
 from tenancy.project import Project
 
 #: Inputs whose change means "run again".
@@ -273,12 +273,11 @@ def policy_run_args(
     Raises :class:`tenancy.policy.variables.VariablesError`.
     """
     inv = policy_inventory(plan, site, sources, today, [tenant], check_site=False)
-    hosts = {h: str(v["ansible_host"]) for h, v in sorted(tenant_hosts(inv).items())}
     key = private_key_for(project.root, site.ops.ssh_key_files)
     return PolicyRunArgs(
         tenant=tenant,
         site=plan.site,
-        hosts=hosts,
+        hosts=host_addresses(inv),
         ssh_user=site.ops.user,
         policy_hash=policy_digest(PolicyFiles.of(project), inv),
         inventory=inv,
