@@ -69,8 +69,8 @@ UNKNOWN: Any = _Unknown()
 ReportViolation = Callable[..., None]
 
 
-class ResourceArgs(Protocol):
-    """What the rules read of ``pulumi_policy.ResourceValidationArgs``."""
+class _Resource(Protocol):
+    """What every rule reads of a resource, in a validation or in the whole stack."""
 
     @property
     def resource_type(self) -> str: ...
@@ -83,6 +83,10 @@ class ResourceArgs(Protocol):
 
     @property
     def name(self) -> str: ...
+
+
+class ResourceArgs(_Resource, Protocol):
+    """What the rules read of ``pulumi_policy.ResourceValidationArgs``."""
 
     @property
     def opts(self) -> Any: ...
@@ -90,20 +94,8 @@ class ResourceArgs(Protocol):
     def get_config(self) -> Mapping[str, Any]: ...
 
 
-class StackResource(Protocol):
+class StackResource(_Resource, Protocol):
     """What the rules read of ``pulumi_policy.PolicyResource``."""
-
-    @property
-    def resource_type(self) -> str: ...
-
-    @property
-    def props(self) -> Mapping[str, Any]: ...
-
-    @property
-    def urn(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
 
     @property
     def parent(self) -> Any: ...

@@ -35,6 +35,7 @@ from tenancy.doctor.model import (
     UserFact,
 )
 from tenancy.plan.planner import plan_paths
+from tenancy.process import run_captured
 
 LIBVIRT_URI = "qemu:///system"
 # the first call after a cold libvirtd start waits for its QEMU probe (tools/hypervisor.sh)
@@ -60,14 +61,7 @@ def is_local_uri(uri: str) -> bool:
 def run(argv: Sequence[str], timeout: float = COMMAND_TIMEOUT) -> CommandResult:
     start = time.monotonic()
     try:
-        proc = subprocess.run(
-            list(argv),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        proc = run_captured(argv, timeout)
     except subprocess.TimeoutExpired:
         return CommandResult(None, "", "timed out", time.monotonic() - start)
     except OSError as exc:

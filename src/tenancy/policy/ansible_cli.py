@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tenancy.policy.ansible_env import ansible_settings, child_environment
 from tenancy.policy.run_request import RunRequest, forks_for
+from tenancy.process import run_captured
 
 __all__ = ["count_tasks", "limited_hosts", "runner_command"]
 
@@ -75,15 +76,7 @@ def count_tasks(request: RunRequest, run_dir: Path) -> int | None:
         argv += ["--limit", request.limit]
     argv += _selection(request)
     try:
-        done = subprocess.run(
-            argv,
-            cwd=run_dir,
-            env=_environment(request, run_dir),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_captured(argv, 120, cwd=run_dir, env=_environment(request, run_dir))
     except (OSError, subprocess.TimeoutExpired):
         return None
     if done.returncode != 0:
@@ -118,15 +111,8 @@ def limited_hosts(request: RunRequest, hosts: Iterable[str]) -> list[str]:
         request.limit,
     ]
     try:
-        done = subprocess.run(
-            argv,
-            cwd=request.run_dir,
-            env=_environment(request, request.run_dir),
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            stdin=subprocess.DEVNULL,
+        done = run_captured(
+            argv, 300, cwd=request.run_dir, env=_environment(request, request.run_dir)
         )
         doc = json.loads(done.stdout) if done.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, ValueError):

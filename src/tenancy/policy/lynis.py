@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tenancy.contract.host_vars import HostVars
+from tenancy.process import run_captured
 from tenancy.ssh import SshOptions
 
 __all__ = ["LYNIS_TIMEOUT", "lynis_command", "lynis_index", "parse_lynis_report"]
@@ -39,14 +40,7 @@ def _ssh(
     hv = HostVars.from_inventory(host_vars)
     argv = ssh.argv(hv.user, hv.address_or(name), command)
     try:
-        done = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_captured(argv, timeout)
     except subprocess.TimeoutExpired:
         return 124, "", f"timed out after {timeout:.0f} s"
     return done.returncode, done.stdout, done.stderr

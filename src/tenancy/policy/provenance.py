@@ -11,20 +11,15 @@ import platform
 import subprocess
 from pathlib import Path
 
+from tenancy.process import run_captured
+
 __all__ = ["tenants_commit", "tool_versions"]
 
 
 def tenants_commit(root: Path) -> str | None:
     """The last commit that touched ``tenants/`` (None outside a git checkout)."""
     try:
-        out = subprocess.run(
-            ["git", "log", "-1", "--format=%H", "--", "tenants/"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        out = run_captured(["git", "log", "-1", "--format=%H", "--", "tenants/"], 30, cwd=root)
     except (OSError, subprocess.TimeoutExpired):
         return None
     value = out.stdout.strip()

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tenancy.contract.host_vars import SITE_OPS_CIDRS, HostVars
+from tenancy.process import run_captured
 from tenancy.ssh import SshOptions
 
 __all__ = [
@@ -75,14 +76,7 @@ def _ssh_argv(address: str, user: str, private_key: Path | None, command: str) -
 
 def _probe(address: str, user: str, private_key: Path | None, command: str) -> tuple[int, str]:
     try:
-        done = subprocess.run(
-            _ssh_argv(address, user, private_key, command),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_captured(_ssh_argv(address, user, private_key, command), 60)
     except subprocess.TimeoutExpired:
         return 255, "ssh timed out after 60 s"
     except OSError as exc:
@@ -143,13 +137,7 @@ def wait_for_ssh(
 def controller_source(address: str) -> tuple[str, str] | None:
     """(source address, interface) this machine uses to reach ``address``; None if unknown."""
     try:
-        done = subprocess.run(
-            ["ip", "-j", "route", "get", address],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
+        done = run_captured(["ip", "-j", "route", "get", address], 10)
         routes = json.loads(done.stdout or "[]") if done.returncode == 0 else []
     except (OSError, subprocess.TimeoutExpired, ValueError):
         return None
