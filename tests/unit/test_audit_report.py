@@ -400,9 +400,35 @@ def test_audit_of_an_unknown_host_names_the_known_ones(tmp_path: Path) -> None:
     from tenancy.policy.audit import AuditError, AuditOptions, run_audit
 
     options = AuditOptions(
-        root=REPO, site="local", tenant="hr", hosts=("tourism-web-1",), out=tmp_path / "b"
+        root=REPO, site="local", tenants=("hr",), hosts=("tourism-web-1",), out=tmp_path / "b"
     )
     with pytest.raises(AuditError) as err:
         run_audit(options)
     assert str(err.value) == ("host(s) tourism-web-1 not among the machines selected (hr-portal-1)")
     assert not (tmp_path / "b").exists(), "nothing written for an invalid selection"
+
+
+def test_audit_of_several_tenants_selects_their_hosts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tenancy.policy.audit import AuditOptions, run_audit
+
+    calls = _fake_suite(monkeypatch)
+    options = AuditOptions(
+        root=REPO, site="local", tenants=("tourism", "hr"), out=tmp_path / "b", lynis=False
+    )
+    run = run_audit(options)
+    assert [a for a in calls[0] if a.startswith("--hosts=")] == [
+        "--hosts=ansible://tourism,ansible://hr"
+    ]
+    assert {r["host"] for r in run.results["results"]} == {"tourism-web-1", "hr-portal-1"}
+    assert run.results["tenant"] == "tourism, hr"
+
+
+def test_audit_of_an_unknown_tenant_names_the_planned_ones(tmp_path: Path) -> None:
+    from tenancy.policy.audit import AuditError, AuditOptions, run_audit
+
+    options = AuditOptions(root=REPO, site="local", tenants=("hr", "payroll"), out=tmp_path / "b")
+    with pytest.raises(AuditError) as err:
+        run_audit(options)
+    assert str(err.value) == "tenant 'payroll' is not planned on local (hr, tourism)"

@@ -498,7 +498,7 @@ def test_a_reduced_audit_says_so_in_the_banner_and_results(
     options = AuditOptions(
         root=REPO,
         site="local",
-        tenant="hr",
+        tenants=("hr",),
         hosts=("hr-portal-1",),
         out=tmp_path / "reduced",
         lynis=False,

@@ -57,12 +57,10 @@ def _audit(args: argparse.Namespace) -> int:
     problem = check_site_arg(project, args.site)
     if problem:
         return usage_error(problem)
-    if len(args.tenant) > 1:  # until AuditOptions takes several tenants
-        return usage_error("audit takes one --tenant for now")
     options = AuditOptions(
         root=project.root,
         site=args.site,
-        tenant=args.tenant[0] if args.tenant else None,
+        tenants=tuple(args.tenant),
         hosts=tuple(args.host),
         out=Path(args.out).resolve() if args.out else None,
         workers=args.workers,

@@ -86,7 +86,7 @@ class AuditError(RuntimeError):
 class AuditOptions:
     root: Path
     site: str
-    tenant: str | None = None
+    tenants: tuple[str, ...] = ()  # only these tenants' machines; empty: every tenant
     hosts: Sequence[str] = ()  # only these machines (domain names); empty: all selected
     out: Path | None = None
     workers: int = 0  # 0: one per host, at most os.cpu_count()
@@ -208,8 +208,12 @@ def scope_reductions(
         out.append({"option": option, "effect": effect})
 
     share = f"{audited} of the site's {planned} host(s) audited"
-    if options.tenant is not None:
-        add(f"--tenant {options.tenant}", f"only tenant {options.tenant}'s machines: {share}")
+    if options.tenants:
+        which = ", ".join(options.tenants)
+        add(
+            " ".join(f"--tenant {t}" for t in options.tenants),
+            f"only tenant{'s' if len(options.tenants) > 1 else ''} {which}'s machines: {share}",
+        )
     if options.hosts:
         names = sorted(options.hosts)
         add(" ".join(f"--host {h}" for h in names), f"only {', '.join(names)}: {share}")
@@ -282,14 +286,16 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
         inv, plan = audit.inventory, audit.plan
         every = tenant_hosts(inv)
         every_vars = parse_hosts(every)
-        if options.tenant is not None:
-            if options.tenant not in {t.name for t in plan.tenants}:
-                known = ", ".join(sorted(t.name for t in plan.tenants)) or "none"
-                raise AuditError(
-                    f"tenant {options.tenant!r} is not planned on {options.site} ({known})"
-                )
-            hosts = {h: v for h, v in every.items() if every_vars[h].tenant == options.tenant}
-            patterns = [group_name(options.tenant)]
+        if options.tenants:
+            planned = {t.name for t in plan.tenants}
+            unknown = [t for t in options.tenants if t not in planned]
+            if unknown:
+                known = ", ".join(sorted(planned)) or "none"
+                names = ", ".join(repr(t) for t in unknown)
+                raise AuditError(f"tenant {names} is not planned on {options.site} ({known})")
+            wanted = set(options.tenants)
+            hosts = {h: v for h, v in every.items() if every_vars[h].tenant in wanted}
+            patterns = [group_name(t) for t in dict.fromkeys(options.tenants)]
         else:
             hosts, patterns = every, ["all"]
         if options.hosts:
@@ -341,7 +347,7 @@ def run_audit(options: AuditOptions, stream: TextIO | None = None) -> AuditRun:
     audited = {h: {**v, "lynis": lynis.get(h)} for h, v in hosts.items()}
     meta = {
         "site": options.site,
-        "tenant": options.tenant,
+        "tenant": ", ".join(options.tenants) or None,
         "host_filter": sorted(options.hosts) or None,
         "plan_digest": plan.digest(),
         "tenants_commit": tenants_commit(project.root),
