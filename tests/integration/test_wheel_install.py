@@ -60,8 +60,17 @@ for to_text in (plan_report.to_markdown, plan_report.to_dot, plan_report.to_merm
 env.render("tenant/tenant.yaml.j2", name="x", path="tenants/x.yaml", display_name="x",
            owner="x@example.gov", site="dc-east", zone="intranet", flavor="small",
            flavors="small", image="debian-12", images="debian-12", pool="default")
-from tenancy.policy.report import render_html
-html = render_html({"hosts": [], "results": [], "controls": [], "catalogue": {}, "summary": {}})
+from datetime import date
+from tenancy.policy.catalogue_load import load_catalogue
+from tenancy.policy.report import build_results, render_html
+from tenancy.policy.variables import load_policy_sources, policy_inventory, tenant_hosts
+sources = load_policy_sources(project)
+inv = policy_inventory(plan, site, sources, date.today(), check_site=False)
+meta = {"site": "dc-east", "tenant": None, "plan_digest": plan.digest(), "tenants_commit": None,
+        "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:01:00+00:00",
+        "today": date.today().isoformat(), "tools": {}}
+doc = build_results([], sources.catalogue, sources.waivers, tenant_hosts(inv), date.today(), meta)
+html = render_html(doc)
 assert "<html" in html.lower()
 print(json.dumps({
     "loaded": sorted(loaded),

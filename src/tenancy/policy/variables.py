@@ -52,7 +52,6 @@ import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -97,15 +96,11 @@ class PolicySources:
     waivers: tuple[Waiver, ...]
 
 
-def load_policy_sources(project: Project | Path) -> PolicySources:
+def load_policy_sources(project: Project) -> PolicySources:
     """Read the shipped catalogue (its roles traced) and the project's waivers.
 
-    ``project`` may still be a project root (callers not yet passing a
-    :class:`~tenancy.project.Project`). Raises
-    :class:`tenancy.policy.catalogue.CatalogueError` with located errors.
+    Raises :class:`tenancy.policy.catalogue.CatalogueError` with located errors.
     """
-    if isinstance(project, Path):
-        project = Project.at(project)
     catalogue = load_catalogue(project.policies_dir / "catalogue.yaml", roles_dir=project.roles_dir)
     waiver_dir = project.waivers_dir
     waivers = load_waivers(waiver_dir, catalogue=catalogue) if waiver_dir.is_dir() else []
