@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 
-from tenancy.infra.program_config import cache_dir
+from tenancy.project import Project
 
 URI = "qemu:///system"
 
@@ -43,7 +43,7 @@ def libvirt_blocker(uri: str = URI) -> str | None:
 
 def guest_image_blocker() -> str | None:
     """VMs boot from the image ``tools/guest-image.sh`` builds (``make image``)."""
-    if not (cache_dir() / "images" / "current" / "build-info.json").is_file():
+    if not Project.find().guest_image_info.is_file():
         return "no guest image (make image)"
     return None
 

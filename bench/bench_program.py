@@ -62,7 +62,7 @@ from bench.bench_validate_plan import generate, positive, sizes_arg
 from tenancy.contract.loader import load_site, site_file
 from tenancy.infra import program as tenancy_program
 from tenancy.infra.hypervisor import BaseImage
-from tenancy.infra.program_config import ProgramInputs, cache_dir
+from tenancy.infra.program_config import ProgramInputs
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.variables import load_policy_sources
 from tenancy.project import Project
@@ -221,7 +221,7 @@ def bench_mocks(sizes: list[int], workdir: Path, runs: int, report: Report) -> N
 
 def base_image_source(workdir: Path) -> str:
     """``builtin:debian-12`` when the guest image is built, else a tiny qcow2 of our own."""
-    if (cache_dir() / "images" / "current" / "build-info.json").is_file():
+    if Project.find().guest_image_info.is_file():
         return "builtin:debian-12"
     directory = workdir / "fake-image"
     disk = directory / "disk.qcow2"

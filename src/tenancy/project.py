@@ -86,12 +86,6 @@ class Project:
     def stacks_dir(self) -> Path:
         return self.root / "stacks"
 
-    def stack_file(self, site: str) -> Path:
-        return self.stacks_dir / f"Pulumi.{site}.yaml"
-
-    def ledger_file(self, site: str) -> Path:
-        return self.stacks_dir / f"ledger.{site}.yaml"
-
     # --- state --------------------------------------------------------------
 
     @property
@@ -109,15 +103,16 @@ class Project:
         return self.state_dir / "logs"
 
     @property
+    def guest_image_info(self) -> Path:
+        """What ``tools/guest-image.sh`` built last (shared by every clone, like the engine)."""
+        return self.cache_dir / "images" / "current" / "build-info.json"
+
+    @property
     def waivers_dir(self) -> Path:
         """Waivers are the project's own (granted per site), not shipped."""
         return self.root / "policies" / "waivers"
 
     # --- shipped resources (the same for every project of this install) -----
-
-    @property
-    def templates_dir(self) -> Path:
-        return shipped("templates")
 
     @property
     def policies_dir(self) -> Path:

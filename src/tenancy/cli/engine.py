@@ -12,7 +12,7 @@ from tenancy.cli.commands import Subparsers, add_command, summary
 from tenancy.cli.errors import EXIT_INVALID, EXIT_USAGE
 from tenancy.cli.options import add_site
 from tenancy.engine import EngineError, run_pulumi
-from tenancy.plan.ledger import write_ledger
+from tenancy.plan.ledger import ledger_path, write_ledger
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.progress import RunWatcher
 from tenancy.project import Project
@@ -30,7 +30,7 @@ def _engine(args: argparse.Namespace) -> int:
         print(f"nothing applied: {len(result.problems.errors)} error(s)", file=sys.stderr)
         return EXIT_INVALID
     if args.verb == "up":
-        path = project.ledger_file(args.site)
+        path = ledger_path(project.stacks_dir, args.site)
         if write_ledger(path, result.ledgers[args.site]):
             print(f"ledger {path.relative_to(root)} updated: commit it", file=sys.stderr)
     if args.approve:

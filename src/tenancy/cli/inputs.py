@@ -14,10 +14,10 @@ import yaml
 from tenancy.cli.commands import Subparsers, add_command
 from tenancy.cli.errors import EXIT_INVALID, EXIT_OK, print_problems, usage_error
 from tenancy.cli.options import add_format, add_site, check_site_arg
-from tenancy.contract.loader import display_path, load_site
+from tenancy.contract.loader import display_path, load_site, site_file
 from tenancy.contract.models import Site, Tenant
 from tenancy.contract.types import DNS_LABEL_RE
-from tenancy.plan.ledger import write_ledger
+from tenancy.plan.ledger import ledger_path, write_ledger
 from tenancy.plan.planner import plan_paths
 from tenancy.project import Project
 from tenancy.render import plan_report
@@ -80,7 +80,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     for warning in result.problems.warnings:
         print(warning, file=sys.stderr)
     if args.write_ledger:
-        path = project.ledger_file(args.site)
+        path = ledger_path(project.stacks_dir, args.site)
         changed = write_ledger(path, result.ledgers[args.site])
         print(f"ledger {path}: {'updated' if changed else 'unchanged'}", file=sys.stderr)
     return EXIT_OK
@@ -106,7 +106,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     problem = check_site_arg(project, args.site)
     if problem:
         return usage_error(problem)
-    site, errors = load_site(project.stack_file(args.site), args.site, project.root)
+    site, errors = load_site(site_file(project.stacks_dir, args.site), args.site, project.root)
     if site is None:
         for e in errors:
             print(e, file=sys.stderr)

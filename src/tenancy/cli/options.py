@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from tenancy.contract.loader import site_file
 from tenancy.contract.types import DNS_LABEL_RE
 from tenancy.plan.planner import known_sites
 from tenancy.project import Project
@@ -39,7 +40,7 @@ def check_site_arg(project: Project, site: str) -> str | None:
     """A usage problem with ``--site``, or None when its stack file exists."""
     if not re.match(DNS_LABEL_RE, site):
         return f"site {site!r}: expected a stack name (a DNS label)"
-    if not project.stack_file(site).is_file():
+    if not site_file(project.stacks_dir, site).is_file():
         known = ", ".join(known_sites(project.stacks_dir)) or "(none)"
         return f"unknown site {site!r}: no stacks/Pulumi.{site}.yaml; known sites: {known}"
     return None

@@ -9,14 +9,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from tenancy.contract.models import Site
 from tenancy.infra.hypervisor import BaseImage
-from tenancy.plan.ledger import Ledger, read_ledger
+from tenancy.plan.ledger import Ledger, ledger_path, read_ledger
 from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.catalogue import CatalogueError
@@ -44,11 +43,6 @@ class ProgramInputs:
     """The day waivers are judged on (they expire)."""
 
 
-def cache_dir() -> Path:
-    env = os.environ.get("TENANCY_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "tenancy"
-
-
 def _sha256_cached(path: Path) -> str:
     """sha256 of a large image, remembered next to it keyed by size and mtime."""
     st = path.stat()
@@ -69,10 +63,10 @@ def _sha256_cached(path: Path) -> str:
     return h.hexdigest()
 
 
-def resolve_image(name: str, source: str) -> BaseImage:
+def resolve_image(project: Project, name: str, source: str) -> BaseImage:
     """``builtin:<name>`` is the image tools/guest-image.sh built; else an absolute qcow2."""
     if source.startswith("builtin:"):
-        info_path = cache_dir() / "images" / "current" / "build-info.json"
+        info_path = project.guest_image_info
         if not info_path.is_file():
             raise ProgramInputError(
                 f"image {name!r}: {info_path} missing; run `make image` (tools/guest-image.sh)"
@@ -121,7 +115,7 @@ def load_inputs(project: Project, stack: str, approve: list[str]) -> ProgramInpu
         )
     plan, site = result.plans[stack], result.sites[stack].model
     used = {m.image for m in plan.machines()}
-    images = {n: resolve_image(n, site.images[n].source) for n in sorted(used)}
+    images = {n: resolve_image(project, n, site.images[n].source) for n in sorted(used)}
     keys = list(site.ops.ssh_keys)
     for key_file in site.ops.ssh_key_files:
         path = (root / key_file) if not key_file.startswith("/") else Path(key_file)
@@ -129,7 +123,7 @@ def load_inputs(project: Project, stack: str, approve: list[str]) -> ProgramInpu
             raise ProgramInputError(f"ops SSH key file {path} is missing (run `make state`)")
         keys.append(path.read_text().strip())
     ledger = result.ledgers[stack]
-    on_disk = read_ledger(project.ledger_file(stack), stack)
+    on_disk = read_ledger(ledger_path(project.stacks_dir, stack), stack)
     return ProgramInputs(
         project=project,
         site=site,
