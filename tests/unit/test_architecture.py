@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "engine_output": set(),
     "_resources": set(),
     "contract": set(),
-    "plan": {"contract", "gcpause"},
+    "plan": {"contract", "gcpause", "project"},
     "render": {"contract", "plan", "project"},
     "policy": {"contract", "plan", "render", "project", "ssh", "process", "compliance"},
     "compliance": {"contract", "project", "ssh"},

@@ -8,7 +8,6 @@ lives in ``tenancy.contract.crosscheck``.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
 from typing import Annotated, Literal
 
@@ -31,12 +30,19 @@ from tenancy.contract.types import (
     DnsLabel,
     PortSpec,
     TenantName,
+    check_cidr,
 )
 
 KEYWORD_ENDPOINTS = ("intranet", "extranet", "internet")
-_ENDPOINT_REF_RE = re.compile(
-    r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?(/[a-z]([a-z0-9-]{0,30}[a-z0-9])?)?$"
+# Words a tenant may not be called: the flow keywords, Ansible's implicit groups and
+# host, the operations network and user, and the prefix of the derived libvirt names.
+RESERVED_TENANT_NAMES = frozenset(
+    {*KEYWORD_ENDPOINTS, "all", "ungrouped", "localhost", "ops", "tenancy"}
 )
+# the machine's root disk is <domain>-root.qcow2 (tenancy.infra.virtual_machine)
+RESERVED_VOLUME_NAMES = frozenset({"root"})
+_LABEL = r"[a-z](-?[a-z0-9]){0,31}"
+_ENDPOINT_REF_RE = re.compile(rf"{_LABEL}(/{_LABEL})?")
 
 
 class Strict(BaseModel):
@@ -46,17 +52,15 @@ class Strict(BaseModel):
 
 
 def _check_endpoint(value: str) -> str:
-    if value in KEYWORD_ENDPOINTS or _ENDPOINT_REF_RE.match(value):
+    if value in KEYWORD_ENDPOINTS or _ENDPOINT_REF_RE.fullmatch(value):
         return value
-    try:
-        ipaddress.IPv4Network(value, strict=True)
-    except ValueError:
-        raise ValueError(
-            "a tenant name (optionally tenant/group), intranet, extranet, internet or an IPv4 CIDR"
-        ) from None
-    if "/" not in value:
-        raise ValueError("a CIDR with a prefix length, e.g. 192.0.2.10/32")
-    return value
+    if value[:1].isascii() and value[:1].isdigit():  # meant as a CIDR: say which form
+        check_cidr(value)
+        return value
+    raise ValueError(
+        "a tenant name (optionally tenant/group; lower-case, single '-'), intranet, extranet, "
+        "internet or an IPv4 CIDR"
+    )
 
 
 Endpoint = Annotated[
@@ -74,6 +78,14 @@ class Metadata(Strict):
     owner: Annotated[str, StringConstraints(pattern=EMAIL_RE)] = Field(
         description="contact e-mail address of the tenant"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_TENANT_NAMES:
+            words = ", ".join(sorted(RESERVED_TENANT_NAMES))
+            raise ValueError(f"a tenant name that is not a reserved word ({words})")
+        return name
 
 
 class NetworkSpec(Strict):
@@ -93,6 +105,15 @@ class VolumeSpec(Strict):
     size_gib: int = Field(alias="sizeGiB", ge=1, le=65536)
     pool: DnsLabel = Field(description="storage pool from the site")
     backup: DnsLabel = Field(default="none", description="backup schedule name from the site")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_VOLUME_NAMES:
+            raise ValueError(
+                f"a volume name other than {name!r} (the root disk is <domain>-{name}.qcow2)"
+            )
+        return name
 
 
 class MachineSpec(Strict):

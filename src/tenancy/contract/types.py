@@ -9,8 +9,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-DNS_LABEL_RE = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])?$"
-TENANT_NAME_RE = r"^[a-z]([a-z0-9-]{0,30}[a-z0-9])$"
+# Single hyphens only: '--' is reserved in DNS (xn--) and ends an XML comment; the
+# lengths (at most 32) are the types' max_length, this is pydantic's linear engine.
+DNS_LABEL_RE = r"^[a-z](-?[a-z0-9]){0,31}$"
+TENANT_NAME_RE = r"^[a-z](-?[a-z0-9]){1,31}$"
 PORT_SPEC_RE = r"^\d{1,5}(-\d{1,5})?/(tcp|udp)$"
 IMAGE_RE = r"^[a-z0-9][a-z0-9.-]{0,31}$"
 EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -26,9 +28,10 @@ TYPE_DESCRIPTIONS = {_DNS_LABEL_TEXT, _PORT_TEXT, _TENANT_NAME_TEXT}
 
 # What a value must look like, in words, for each pattern (errors say this, not the regex).
 PATTERN_HELP = {
-    DNS_LABEL_RE: "a lower-case DNS label: a-z, 0-9 and '-', starting with a letter",
-    TENANT_NAME_RE: "a tenant name: a DNS label of 2-32 characters (a-z, 0-9 and '-', starting "
-    "with a letter; no '/', '.', spaces or other scripts), equal to the file name",
+    DNS_LABEL_RE: "a lower-case DNS label: a-z, 0-9 and single '-' (not '--', not at the end), "
+    "starting with a letter",
+    TENANT_NAME_RE: "a tenant name: a DNS label of 2-32 characters (a-z, 0-9 and single '-', "
+    "starting with a letter; no '/', '.', '--', spaces or other scripts), equal to the file name",
     PORT_SPEC_RE: "a port like '443/tcp' or a range like '8000-8080/udp'",
     IMAGE_RE: "an image name: a-z, 0-9, '.' and '-'",
     EMAIL_RE: "an e-mail address",
@@ -48,13 +51,28 @@ TenantName = Annotated[
 ]
 
 
-def _check_cidr(value: str) -> str:
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_CIDR = re.compile(rf"{_OCTET}(\.{_OCTET}){{3}}/(3[0-2]|[12]?[0-9])")
+CIDR_TEXT = (
+    "an IPv4 network in canonical CIDR form like 10.30.2.0/24: four decimal numbers 0-255 "
+    "without leading zeros, '/' and a prefix length 0-32 (not a netmask like /255.255.255.0)"
+)
+
+
+def check_cidr(value: str) -> str:
+    """``value`` when it is a canonical IPv4 CIDR (what nft and libvirt accept), else ValueError.
+
+    ipaddress alone also takes netmask forms (``10.8.0.0/255.255.255.0``), which
+    the nftables tables would then carry verbatim and refuse.
+    """
+    if "/" not in value:
+        raise ValueError(f"{CIDR_TEXT} (prefix length missing)")
+    if not _CANONICAL_CIDR.fullmatch(value):
+        raise ValueError(CIDR_TEXT)
     try:
         net = ipaddress.IPv4Network(value, strict=True)
     except ValueError as exc:
-        raise ValueError(f"an IPv4 network in CIDR form like 10.30.2.0/24 ({exc})") from None
-    if "/" not in value:
-        raise ValueError("an IPv4 network in CIDR form like 10.30.2.0/24 (prefix length missing)")
+        raise ValueError(f"{CIDR_TEXT} ({exc})") from None
     return str(net)
 
 
@@ -65,7 +83,7 @@ def _check_port(value: str) -> str:
 
 Cidr = Annotated[
     str,
-    AfterValidator(_check_cidr),
+    AfterValidator(check_cidr),
     Field(description="IPv4 network in CIDR form, e.g. 10.30.2.0/24", examples=["10.30.2.0/24"]),
 ]
 PortSpec = Annotated[

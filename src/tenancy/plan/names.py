@@ -31,3 +31,12 @@ def mac_address(site: str, tenant: str, instance: str, salt: int = 0) -> str:
     """A locally administered QEMU-range MAC; ``salt`` resolves the rare collision."""
     d = _digest(site, tenant, instance, str(salt)) if salt else _digest(site, tenant, instance)
     return f"52:54:00:{d[0]:02x}:{d[1]:02x}:{d[2]:02x}"
+
+
+def group_name(*parts: str) -> str:
+    """Ansible group of a tenant or a tenant's role: ``hr``, ``hr_web`` (no '-' allowed).
+
+    Not injective on its own (``hr-web`` and ``hr`` + ``web`` meet):
+    :mod:`tenancy.plan.name_clash` refuses the sites where two groups would.
+    """
+    return "_".join(p.replace("-", "_") for p in parts)

@@ -29,6 +29,8 @@ from tenancy.plan.ledger import Ledger, ledger_path, load_ledger
 from tenancy.plan.links import link_names
 from tenancy.plan.machines import allocate_addresses, machine_demands, place_machines
 from tenancy.plan.model import Plan
+from tenancy.plan.name_clash import check_derived_names
+from tenancy.plan.profiles import check_profiles
 from tenancy.plan.segments import allocate_segments, allocate_vlans
 
 
@@ -126,6 +128,7 @@ def _plan_paths(
     wanted = set(sites) if sites else {t.model.spec.site for t in by_name.values()}
     loaded_sites, ledgers = _load_sites(root, wanted, sites or [], by_name, result.problems)
     _cross_check(by_name, loaded_sites, result.problems)
+    _check_names(by_name, loaded_sites, ledgers, result.problems)
     if result.problems.errors:
         return result
     for site_name in sorted(wanted):
@@ -253,12 +256,26 @@ def _cross_check(
 ) -> None:
     """What no single file can show: limits of each tenant's site, references, overlaps."""
     for t in by_name.values():
+        problems.extend(check_profiles(t))
         site = sites.get(t.model.spec.site)
         if site is not None:
             problems.extend(crosscheck.check_against_site(t, site))
     problems.extend(crosscheck.check_references(by_name))
     for site_name, site in sorted(sites.items()):
         problems.extend(crosscheck.check_cidrs(_on_site(by_name, site_name), site))
+
+
+def _check_names(
+    by_name: dict[str, LoadedTenant],
+    sites: dict[str, LoadedSite],
+    ledgers: dict[str, tuple[Ledger, str]],
+    problems: ErrorList,
+) -> None:
+    """Derived names unique per site; the ledger's tenants keep theirs, newcomers rename."""
+    for site_name, site in sorted(sites.items()):
+        ledger = ledgers.get(site_name)
+        existing = ledger[0].tenants if ledger is not None else {}
+        problems.extend(check_derived_names(site, _on_site(by_name, site_name), existing))
 
 
 def _on_site(by_name: dict[str, LoadedTenant], site: str) -> dict[str, LoadedTenant]:

@@ -6,11 +6,7 @@ from typing import Any
 
 from tenancy.contract import host_vars as hv
 from tenancy.plan.model import Plan, RulePlan, TenantPlan
-
-
-def group_name(*parts: str) -> str:
-    """Ansible group names may not contain '-'."""
-    return "_".join(p.replace("-", "_") for p in parts)
+from tenancy.plan.names import group_name as group_name  # the planner checks them unique
 
 
 def firewall_rules_for(tenant: TenantPlan, group: str) -> list[dict[str, Any]]:
