@@ -23,6 +23,13 @@ same run on the same files:
   itself: the growth ``plan_paths(N=1000) / plan_paths(N=100)``, target <= 12 for 10x
   the tenants (the planner stays close to linear).
 
+* **hostile files** (the ratio with a target): 100 tenant files of about 200 KB each,
+  as a hostile pull request would write them (numbers of 50,000 digits in hex, binary,
+  base 60 and float; 256 rules of 64 ports towards 4 groups), every one refused with a
+  located error. Baseline: the 100 generated valid tenants planned in the same run.
+  Target: seconds per MB refused / seconds per MB planned <= 1 (refusing costs no
+  more per byte than accepting: nothing is converted or built before it is bounded).
+
 Run: ``make bench`` or ``python -m bench.bench_validate_plan [--sizes 10,100,1000]``.
 Exit status: 0 when every measured ratio meets its target, 1 when one misses, 2 when
 the benchmark could not run (then every ratio it did not measure says "not run").
@@ -185,6 +192,108 @@ def generate(root: Path, n: int, seed: int = 1) -> None:
 SCHEMA_METRIC = "schema check, pydantic / jsonschema"
 GROWTH_METRIC = "plan_paths growth N=100->1000"
 GROWTH_SIZES = (100, 1000)
+HOSTILE_METRIC = "hostile files refused / valid planned, s per MB"
+HOSTILE_KB = 200
+HOSTILE_RULES, HOSTILE_PORTS, HOSTILE_GROUPS = 256, 64, ("web", "app", "db", "cache")
+
+
+def hostile_numbers(i: int, rng: random.Random) -> str:
+    """Tenant ``i`` with four numbers of HOSTILE_KB/4 characters (refused while reading)."""
+    doc = tenant_doc(i, 2, rng)
+    spec: dict[str, Any] = doc["spec"]  # type: ignore[assignment]
+    spec["machines"][0]["count"] = "@hex"
+    spec["quota"] = {"vcpus": "@bin", "memoryGiB": "@float", "storageGiB": "@b60"}
+    chars = HOSTILE_KB * 1024 // 4
+    values = {
+        "@hex": "0x" + "f" * chars,
+        "@bin": "0b" + "1" * chars,
+        "@float": "1." + "7" * chars,
+        "@b60": "1:" * (chars // 2) + "1",
+    }
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    for token, value in values.items():
+        text = text.replace(f"'{token}'", value)
+    return text
+
+
+def hostile_rules(i: int, rng: random.Random) -> str:
+    """Tenant ``i`` whose valid firewall expands into 256 x 64 x 4 rules (over budget)."""
+    doc = tenant_doc(i, 2, rng)
+    spec: dict[str, Any] = doc["spec"]  # type: ignore[assignment]
+    spec["machines"] = [
+        {"name": g, "flavor": "small", "image": "debian-12", "diskGiB": 10} for g in HOSTILE_GROUPS
+    ]
+    spec["firewall"] = "@firewall"
+    lines = ["  firewall:", "    ingress:"]
+    for r in range(HOSTILE_RULES):
+        ports = ", ".join(f"{10000 + HOSTILE_PORTS * r + k}/tcp" for k in range(HOSTILE_PORTS))
+        lines.append(f"    - {{from: intranet, ports: [{ports}]}}")
+    text = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    return text.replace("  firewall: '@firewall'", "\n".join(lines))
+
+
+def generate_hostile(root: Path, n: int) -> None:
+    """A project of ``n`` hostile tenant files: even ones long numbers, odd ones rules."""
+    generate(root, 0)
+    (root / "stacks" / f"Pulumi.{SITE}.yaml").write_text(
+        yaml.safe_dump({"config": {"tenancy:site": site_config(n)}}, sort_keys=False),
+        encoding="utf-8",
+    )
+    rng = random.Random(2)
+    for i in range(n):
+        text = hostile_rules(i, rng) if i % 2 else hostile_numbers(i, rng)
+        (root / "tenants" / f"{tenant_name(i)}.yaml").write_text(text, encoding="utf-8")
+
+
+def tenant_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in (root / "tenants").glob("*.yaml"))
+
+
+def bench_hostile(n: int, workdir: Path, runs: int) -> dict[str, float]:
+    """Time refusing ``n`` hostile files against planning ``n`` valid ones, same run."""
+    valid, hostile = workdir / f"valid{n}", workdir / f"hostile{n}"
+    generate(valid, n)
+    generate_hostile(hostile, n)
+    start = time.perf_counter()
+    if not plan_paths(valid).ok:
+        raise SystemExit("bench: the valid baseline project is invalid")
+    first_valid = time.perf_counter() - start
+    start = time.perf_counter()
+    result = plan_paths(hostile)
+    first_hostile = time.perf_counter() - start  # the checked run counts as the first
+    by_file: dict[str, list[str]] = {}
+    for e in result.problems.errors:
+        if e.location.line >= 1:
+            by_file.setdefault(Path(e.location.file).name, []).append(e.message)
+    for i in range(n):
+        want = "firewall expands into" if i % 2 else "number too long"
+        if not any(want in m for m in by_file.get(f"{tenant_name(i)}.yaml", [])):
+            raise SystemExit(f"bench: hostile file {tenant_name(i)}.yaml not refused ({want})")
+    if result.plans:
+        raise SystemExit("bench: a hostile project was planned")
+    return {
+        "n": n,
+        "valid_mb": tenant_bytes(valid) / 2**20,
+        "hostile_mb": tenant_bytes(hostile) / 2**20,
+        "valid": min(first_valid, best_of(runs - 1, lambda: plan_paths(valid))),
+        "hostile": min(first_hostile, best_of(runs - 1, lambda: plan_paths(hostile))),
+        "rules": (n // 2) * HOSTILE_RULES * HOSTILE_PORTS * len(HOSTILE_GROUPS),
+    }
+
+
+def print_hostile(row: dict[str, float], runs: int) -> float:
+    """The hostile table; returns the ratio (seconds per MB, hostile / valid)."""
+    print(f"\n== hostile files, refused (plan_paths, best of {runs}) ==")
+    print("  valid    the generated tenants, planned (the baseline)")
+    print(f"  hostile  ~{HOSTILE_KB} KB each: 50,000-digit numbers, or a firewall over budget")
+    print(f"{'side':>8} {'files':>6} {'MB':>7} {'seconds':>8} {'s/MB':>7}")
+    per_mb = {}
+    for side in ("valid", "hostile"):
+        mb = row[f"{side}_mb"]
+        per_mb[side] = row[side] / mb
+        print(f"{side:>8} {int(row['n']):>6} {mb:>7.2f} {row[side]:>7.3f}s {per_mb[side]:>7.3f}")
+    print(f"  refused before building {int(row['rules']):,} nwfilter rules (estimated)\n")
+    return per_mb["hostile"] / per_mb["valid"]
 
 
 def best_of(runs: int, fn: Callable[[], object]) -> float:
@@ -324,11 +433,15 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes", type=sizes_arg, default=[10, 100, 1000], help="comma-separated tenant counts"
     )
     parser.add_argument("--runs", type=positive, default=3, help="best of this many runs")
+    parser.add_argument(
+        "--hostile", type=int, default=100, help="hostile tenant files (0: not run)"
+    )
     args = parser.parse_args(argv)
     sizes: list[int] = args.sizes
     report = Report("bench_validate_plan")
     report.expect(SCHEMA_METRIC, "<=", 1.0)
     report.expect(GROWTH_METRIC, "<=", 12.0)
+    report.expect(HOSTILE_METRIC, "<=", 1.0)
 
     def body() -> None:
         rows: list[dict[str, float]] = []
@@ -355,6 +468,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         else:
             report.not_run(GROWTH_METRIC, f"--sizes must include {small} and {large}")
+        if args.hostile < 2:
+            report.not_run(HOSTILE_METRIC, "--hostile must be at least 2")
+            return
+        with tempfile.TemporaryDirectory(prefix="tenancy-bench-") as tmp:
+            row = bench_hostile(args.hostile, Path(tmp), args.runs)
+        ratio = print_hostile(row, args.runs)
+        report.ratio(
+            HOSTILE_METRIC,
+            ratio,
+            f"{args.hostile} files, {row['hostile'] / row['valid']:.1f}x the valid run's time",
+        )
 
     return report.finish(body)
 

@@ -24,11 +24,12 @@ import re
 import secrets
 import subprocess
 import sys
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tenancy.contract.text import plain  # the base branch's, installed by the workflow
 
 TENANTS = "tenants"
 TENANT_SUFFIXES = (".yaml", ".yml")
@@ -41,29 +42,14 @@ SITE = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
 MAX_COMMENT = 60_000
 """What the comment body may take (GitHub refuses more than 65,536 characters)."""
 MAX_LISTED = 20
-BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 # --------------------------------------------------------------------------- escaping
 
 
-def _unsafe(char: str, keep_newlines: bool) -> bool:
-    if keep_newlines and char in "\n\t":
-        return False
-    return char in BIDI or unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp")
-
-
 def escape_text(text: str, keep_newlines: bool = True) -> str:
     """Control, format (bidi) and separator characters as visible ``\\xNN``/``\\uNNNN``."""
-    out = []
-    for char in text:
-        if not _unsafe(char, keep_newlines):
-            out.append(char)
-        elif ord(char) < 0x100:
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(f"\\u{ord(char):04x}")
-    return "".join(out)
+    return plain(text, keep_newlines)
 
 
 def escape_name(name: str) -> str:

@@ -271,7 +271,10 @@ def test_declared_cross_tenant_flow_opens_both_filters(build: Build) -> None:
 def test_flows_of_dc_east_examples(build: Build) -> None:
     inputs, prog = build("dc-east")
     t = {x.name: x for x in inputs.plan.tenants}
-    fp_app = {f"{m.address}/32" for m in t["family-planning"].machines if m.group == "app"}
+    app = [
+        ipaddress.IPv4Network(m.address) for m in t["family-planning"].machines if m.group == "app"
+    ]
+    fp_app = {str(n) for n in ipaddress.collapse_addresses(app)}  # consecutive: one block
     for host in t["finance"].segment.hosts:
         groups = {m.group for m in t["finance"].machines if m.host == host}
         if "web" in groups:

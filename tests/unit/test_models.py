@@ -499,8 +499,10 @@ def test_tenant_files_sorted_and_deduplicated(tmp_path: Path) -> None:
     (tmp_path / "sub.yaml").mkdir()
     files, errors = tenant_files([tmp_path, tmp_path / "b.yaml", tmp_path / "missing.yaml"])
     assert [f.name for f in files] == ["a.yml", "b.yaml"]
-    (error,) = errors
-    assert error.message == "no such file or directory"
+    refused, missing = errors
+    assert refused.location.file.endswith("sub.yaml")  # a directory is no tenant file
+    assert refused.message == "not a regular file: refused without reading it"
+    assert missing.message == "no such file or directory"
 
 
 def test_load_tenants_collects_every_file(tmp_path: Path) -> None:
@@ -560,7 +562,7 @@ def test_error_list_sorts_and_splits() -> None:
     [
         (True, "boolean true"),
         (None, "null"),
-        ("x" * 100, "string '" + "x" * 60 + "…'"),
+        ("x" * 100, "string '" + "x" * 40 + "'… (100 characters)"),
         ({}, "an empty mapping"),
         ({"a": 1}, "a mapping"),
         ([], "an empty list"),

@@ -1,4 +1,7 @@
-"""Placement: capacity-aware, anti-affine, deterministic and stable across changes."""
+"""Placement: capacity-aware, anti-affine, deterministic and stable across changes.
+
+(Another tenant's edit never moving a machine: tests/unit/test_placement_stability.py.)
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from tests.support.project import REPO, tenant_doc, write_tenant
 
 from tenancy.contract.models import Site
 from tenancy.plan.ledger import ledger_path, write_ledger
-from tenancy.plan.placement import Demand, HostState, host_states, place
+from tenancy.plan.placement import Demand, HostState, Move, Recorded, host_states, place
 from tenancy.plan.planner import plan_paths
 
 
@@ -56,14 +59,15 @@ def test_shortfall_reasons() -> None:
 
 def test_anti_affinity_spreads_a_group() -> None:
     demands = [demand("t", f"web-{i}", "web") for i in (1, 2, 3)]
-    placed, failed, _ = place(site(), demands, {})
-    assert failed == {}
-    assert len({placed[d.key] for d in demands}) == 3
+    got = place(site(), demands, {})
+    assert got.failed == {} and got.moves == []
+    assert len({got.hosts[d.key] for d in demands}) == 3
 
 
 def test_anti_affinity_then_most_free_memory() -> None:
     demands = [demand("t", f"web-{i}", "web") for i in range(1, 5)]
-    placed, _, hosts = place(site(), demands, {})
+    got = place(site(), demands, {})
+    placed, hosts = got.hosts, got.usage
     # 01 and 02 have 512 GiB, 03 384 GiB: the fourth web goes to the freest of 01/02
     assert placed[("t", "web-1")] == "kvm-east-01"
     assert placed[("t", "web-2")] == "kvm-east-02"
@@ -75,27 +79,43 @@ def test_anti_affinity_then_most_free_memory() -> None:
 def test_placement_is_stable_for_existing_instances() -> None:
     # web-1 sits on 03 (not the preferred host); adding web-2 and web-3 leaves it there
     demands = [demand("t", f"web-{i}", "web") for i in (1, 2, 3)]
-    placed, _, _ = place(site(), demands, {("t", "web-1"): "kvm-east-03"})
+    placed = place(site(), demands, {("t", "web-1"): Recorded("kvm-east-03")}).hosts
     assert placed[("t", "web-1")] == "kvm-east-03"
     assert {placed[("t", "web-2")], placed[("t", "web-3")]} == {"kvm-east-01", "kvm-east-02"}
 
 
-def test_previous_host_that_no_longer_fits_is_replaced() -> None:
+def test_grown_instance_that_no_longer_fits_its_host_moves() -> None:
     huge = demand("t", "db-1", "db", vcpus=8, mem=400 * 1024)  # more than 03's 384 GiB
-    placed, failed, _ = place(site(), [huge], {("t", "db-1"): "kvm-east-03"})
-    assert failed == {} and placed[("t", "db-1")] in {"kvm-east-01", "kvm-east-02"}
+    was = demand("t", "db-1", "db", vcpus=8, mem=32 * 1024).fingerprint()
+    got = place(site(), [huge], {("t", "db-1"): Recorded("kvm-east-03", was)})
+    assert got.failed == {} and got.hosts[("t", "db-1")] in {"kvm-east-01", "kvm-east-02"}
+    (move,) = got.moves
+    assert (move.from_host, move.to_host) == ("kvm-east-03", got.hosts[("t", "db-1")])
+    assert move.why == "memory 409600 MiB > 393216 MiB on kvm-east-03"
+
+
+def test_unchanged_instance_stays_even_over_capacity() -> None:
+    # recorded with this very demand (or before fingerprints): its host is kept
+    huge = demand("t", "db-1", "db", vcpus=8, mem=400 * 1024)
+    for rec in (Recorded("kvm-east-03", huge.fingerprint()), Recorded("kvm-east-03")):
+        got = place(site(), [huge], {("t", "db-1"): rec})
+        assert got.hosts == {("t", "db-1"): "kvm-east-03"} and got.moves == []
+        assert got.usage["kvm-east-03"].overflow() == "memory 409600 MiB > 393216 MiB"
 
 
 def test_previous_host_that_vanished_is_replaced() -> None:
-    placed, _, _ = place(site(), [demand("t", "a-1")], {("t", "a-1"): "kvm-gone"})
-    assert placed[("t", "a-1")] == "kvm-east-01"
+    got = place(site(), [demand("t", "a-1")], {("t", "a-1"): Recorded("kvm-gone")})
+    assert got.hosts[("t", "a-1")] == "kvm-east-01"
+    assert got.moves == [
+        Move(("t", "a-1"), "kvm-gone", "kvm-east-01", "host kvm-gone is no longer in the site")
+    ]
 
 
 def test_unplaceable_instance_reasons() -> None:
     giant = demand("t", "x-1", vcpus=999)
-    placed, failed, _ = place(site(), [giant], {})
-    assert placed == {}
-    assert failed[("t", "x-1")] == (
+    got = place(site(), [giant], {})
+    assert got.hosts == {}
+    assert got.failed[("t", "x-1")] == (
         "kvm-east-01: vCPUs 999 > 256; kvm-east-02: vCPUs 999 > 256; kvm-east-03: vCPUs 999 > 192"
     )
 
@@ -111,24 +131,28 @@ def test_unplaceable_reasons_are_bounded() -> None:
         }
         for i in range(10)
     ]
-    _, failed, _ = place(site(hosts=hosts), [demand("t", "x-1", vcpus=100)], {})
-    assert failed[("t", "x-1")].endswith("; and 7 more hosts")
+    got = place(site(hosts=hosts), [demand("t", "x-1", vcpus=100)], {})
+    assert got.failed[("t", "x-1")].endswith("; and 7 more hosts")
 
 
 def reference_place(
-    spec: Site, demands: list[Demand], previous: dict[tuple[str, str], str]
+    spec: Site, demands: list[Demand], previous: dict[tuple[str, str], Recorded]
 ) -> dict[tuple[str, str], str]:
-    """The placement rule, written the obvious way: min over all fitting hosts."""
+    """The placement rule, written the obvious way: unchanged recorded instances kept
+    unconditionally, then changed ones where they still fit, then min over fitting hosts."""
     hosts = host_states(spec)
     placed: dict[tuple[str, str], str] = {}
-    pending = []
-    for d in demands:
-        h = hosts.get(previous.get(d.key, ""))
-        if h is not None and not h.shortfall(d):
+    recorded = [d for d in demands if d.key in previous and previous[d.key].host in hosts]
+    for d in recorded:
+        if previous[d.key].fingerprint in (None, d.fingerprint()):
+            hosts[previous[d.key].host].take(d)
+            placed[d.key] = previous[d.key].host
+    for d in recorded:
+        h = hosts[previous[d.key].host]
+        if d.key not in placed and not h.shortfall(d):
             h.take(d)
             placed[d.key] = h.name
-        else:
-            pending.append(d)
+    pending = [d for d in demands if d.key not in placed]
     for d in pending:
         fits = [h for h in hosts.values() if not h.shortfall(d)]
         if fits:
@@ -165,10 +189,21 @@ def test_placement_matches_reference_rule(seed: int) -> None:
         )
         for i in range(rng.randint(1, 40))
     ]
-    previous = {d.key: rng.choice(hosts)["name"] for d in demands if rng.random() < 0.3}
-    placed, failed, _ = place(spec, demands, previous)
-    assert placed == reference_place(spec, demands, previous)
-    assert set(failed) == {d.key for d in demands} - set(placed)
+    sizes = [
+        None,  # recorded before fingerprints: unchanged
+        "2 vCPU, 2048 MiB, @root 10 GiB",  # the demand may or may not have been this
+        "4 vCPU, 8192 MiB, @root 40 GiB",
+    ]
+    previous = {
+        d.key: Recorded(rng.choice([*hosts, {"name": "gone"}])["name"], rng.choice(sizes))
+        for d in demands
+        if rng.random() < 0.5
+    }
+    got = place(spec, demands, previous)
+    assert got.hosts == reference_place(spec, demands, previous)
+    assert set(got.failed) == {d.key for d in demands} - set(got.hosts)
+    moved = {k for k, h in got.hosts.items() if k in previous and previous[k].host != h}
+    assert {m.key for m in got.moves} == moved
 
 
 # --------------------------------------------------------------------------- in plans

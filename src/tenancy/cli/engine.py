@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 
 from tenancy.cli.commands import Subparsers, add_command, summary
 from tenancy.cli.errors import EXIT_INVALID, EXIT_USAGE
-from tenancy.cli.options import add_site
+from tenancy.cli.options import add_approve_moves, add_site
 from tenancy.engine import EngineError, run_pulumi
 from tenancy.plan.ledger import ledger_path, write_ledger
 from tenancy.plan.planner import plan_paths
@@ -23,7 +23,8 @@ VERBS = ("preview", "up", "refresh", "destroy")
 def _engine(args: argparse.Namespace) -> int:
     project: Project = args.project
     root = project.root
-    result = plan_paths(root, None, sites=[args.site])
+    moves = frozenset(args.approve_moves)
+    result = plan_paths(root, None, sites=[args.site], approve_moves=moves)
     if not result.ok:
         for problem in result.problems.errors:
             print(problem, file=sys.stderr)
@@ -35,6 +36,8 @@ def _engine(args: argparse.Namespace) -> int:
             print(f"ledger {path.relative_to(root)} updated: commit it", file=sys.stderr)
     if args.approve:
         os.environ["TENANCY_APPROVE"] = ",".join(args.approve)
+    if moves:  # the program plans the site again: the same moves must be allowed there
+        os.environ["TENANCY_APPROVE_MOVES"] = ",".join(sorted(moves))
     extra: list[str] = []
     if args.verb in ("up", "destroy", "refresh"):
         extra.append("--yes")
@@ -95,6 +98,10 @@ def register(sub: Subparsers) -> None:
         p.add_argument(
             "--expect-no-changes", action="store_true", help="fail if anything would change"
         )
+        if verb in ("preview", "up"):
+            add_approve_moves(p)
+        else:
+            p.set_defaults(approve_moves=[])  # refresh and destroy plan no new placement
         if verb == "preview":
             p.add_argument("--diff", action="store_true", help="show property-level diffs")
         if verb == "up":

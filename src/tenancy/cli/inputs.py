@@ -13,7 +13,7 @@ import yaml
 
 from tenancy.cli.commands import Subparsers, add_command
 from tenancy.cli.errors import EXIT_INVALID, EXIT_OK, print_problems, usage_error
-from tenancy.cli.options import add_format, add_site, check_site_arg
+from tenancy.cli.options import add_approve_moves, add_format, add_site, check_site_arg
 from tenancy.contract.loader import display_path, load_site, site_file
 from tenancy.contract.models import Site, Tenant
 from tenancy.contract.types import DNS_LABEL_RE
@@ -63,7 +63,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if problem:
         return usage_error(problem)
     paths = [Path(p) for p in args.tenants] if args.tenants else None
-    result = plan_paths(project.root, paths, sites=[args.site])
+    moves = frozenset(args.approve_moves)
+    result = plan_paths(project.root, paths, sites=[args.site], approve_moves=moves)
     if not result.ok:
         print_problems(result)
         print(f"no plan: {len(result.problems.errors)} error(s)", file=sys.stderr)
@@ -180,6 +181,7 @@ def register(sub: Subparsers) -> None:
         action="store_true",
         help="record new allocations in stacks/ledger.<site>.yaml (commit it)",
     )
+    add_approve_moves(p)
     p.set_defaults(func=cmd_plan)
 
     p = add_command(sub, "schema")

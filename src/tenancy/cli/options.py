@@ -31,6 +31,33 @@ def add_tenant(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_MOVE_RE = re.compile(r"^[a-z0-9][a-z0-9-]*/[a-z0-9][a-z0-9-]*$")
+
+
+def move_list(value: str) -> list[str]:
+    """``TENANT/INSTANCE,...`` or ``all``: the instances an operator lets change host."""
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    bad = [v for v in items if v != "all" and not _MOVE_RE.match(v)]
+    if not items or bad:
+        shown = ", ".join(repr(b) for b in bad) or repr(value)
+        raise argparse.ArgumentTypeError(f"expected TENANT/INSTANCE,... or 'all'; found {shown}")
+    return items
+
+
+def add_approve_moves(parser: argparse.ArgumentParser) -> None:
+    """``--approve-moves``: instances that may change host (``args.approve_moves`` is a list)."""
+    parser.add_argument(
+        "--approve-moves",
+        type=move_list,
+        action="extend",
+        default=[],
+        metavar="TENANT/INSTANCE,...",
+        help="let these machines change host where they no longer fit (a move rebuilds a "
+        "machine with an empty root disk): without it a protected machine never moves, nor "
+        "one whose own demand did not change; 'all' for every machine (repeatable)",
+    )
+
+
 def add_format(parser: argparse.ArgumentParser, *choices: str, help: str | None = None) -> None:
     """``--format``: how the result is printed; the first choice is the default."""
     parser.add_argument("--format", choices=list(choices), default=choices[0], help=help)

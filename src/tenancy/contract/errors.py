@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenancy.contract.text import EXCERPT_CHARS, excerpt, plain
+
 
 @dataclass(frozen=True, order=True)
 class Location:
@@ -33,6 +35,7 @@ class SpecError:
     related: tuple[Location, ...] = ()
 
     def __str__(self) -> str:
+        """One line for a terminal or a log: invisible characters of any part shown escaped."""
         text = f"{self.location}: {self.severity}: {self.field or '<document>'}: {self.message}"
         if self.expected:
             text += f"; expected {self.expected}"
@@ -40,7 +43,7 @@ class SpecError:
             text += f"; found {self.found}"
         for rel in self.related:
             text += f" (see {rel})"
-        return text
+        return plain(text)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,21 +59,20 @@ class SpecError:
         }
 
 
-def describe(value: Any, limit: int = 60) -> str:
+def describe(value: Any, limit: int = EXCERPT_CHARS) -> str:
     """A short, printable rendering of a found value for error messages."""
     if isinstance(value, bool):
         text = "true" if value else "false"
         return f"boolean {text}"
     if isinstance(value, str):
-        shown = value if len(value) <= limit else value[:limit] + "…"
-        return f"string {shown!r}"
+        return f"string {excerpt(value, limit)}"
     if value is None:
         return "null"
     if isinstance(value, dict):
         return "a mapping" if value else "an empty mapping"
     if isinstance(value, list):
         return f"a list of {len(value)}" if value else "an empty list"
-    return f"{type(value).__name__} {value!r}"[:limit]
+    return plain(f"{type(value).__name__} {value!r}"[: limit + 20])
 
 
 @dataclass

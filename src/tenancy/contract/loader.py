@@ -14,6 +14,7 @@ from pydantic.fields import FieldInfo
 
 from tenancy.contract.errors import Location, SpecError, describe
 from tenancy.contract.models import Site, Tenant
+from tenancy.contract.text import excerpt
 from tenancy.contract.types import PATTERN_HELP, TYPE_DESCRIPTIONS
 from tenancy.contract.yamldoc import Document, PathKey, format_path
 from tenancy.contract.yamlsource import LoadError, load_file
@@ -68,7 +69,7 @@ def pydantic_errors(
                     format_path(full),
                     "unknown key",
                     f"one of: {', '.join(allowed)}" if allowed else "no extra keys",
-                    repr(clean[-1]) if clean else "",
+                    excerpt(str(clean[-1])) if clean else "",
                 )
             )
             continue
@@ -195,7 +196,7 @@ def load_tenant(
     """Load one tenant file; returns the model or the list of located errors."""
     name = display or str(path)
     try:
-        doc = load_file(path, name)
+        doc = load_file(path, name, regular_only=True)
     except LoadError as exc:
         return None, exc.errors
     if not isinstance(doc.data, dict):
@@ -229,21 +230,37 @@ def load_tenant(
     return LoadedTenant(spec, doc), []
 
 
-def tenant_files(paths: list[Path]) -> tuple[list[Path], list[SpecError]]:
-    """Expand directories into their tenant files, in a stable order."""
+def tenant_files(paths: list[Path], root: Path | None = None) -> tuple[list[Path], list[SpecError]]:
+    """Expand directories into their tenant files, in a stable order.
+
+    Tenant files are regular files: a symlink (``leak.yaml -> ../.tenancy/passphrase``),
+    a FIFO or a device named ``*.yaml`` is refused here, by its directory entry, without
+    being opened; :func:`load_file` checks again on the open file.
+    """
     files: list[Path] = []
     errors: list[SpecError] = []
     seen: set[Path] = set()
     for p in paths:
         if p.is_dir():
             real_dir = p.resolve()  # once per directory, not once per file
-            found = [
-                (f, real_dir / f.name)
-                for f in sorted(p.iterdir())
-                if f.suffix in TENANT_SUFFIXES and f.is_file()
-            ]
+            found: list[tuple[Path, Path]] = []
+            with os.scandir(p) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    if not entry.name.endswith(TENANT_SUFFIXES):
+                        continue
+                    problem = _not_regular(entry)
+                    if problem:
+                        errors.append(_refused(display_path(p / entry.name, root), problem))
+                    else:
+                        found.append((p / entry.name, real_dir / entry.name))
+        elif p.is_symlink():
+            errors.append(_refused(display_path(p, root), "a symlink"))
+            continue
         elif p.is_file():
             found = [(p, p.resolve())]
+        elif p.exists():
+            errors.append(_refused(display_path(p, root), "not a regular file"))
+            continue
         else:
             errors.append(SpecError(Location(str(p)), "", "no such file or directory"))
             continue
@@ -252,6 +269,24 @@ def tenant_files(paths: list[Path]) -> tuple[list[Path], list[SpecError]]:
                 seen.add(key)
                 files.append(f)
     return files, errors
+
+
+def _not_regular(entry: os.DirEntry[str]) -> str:
+    """Why a directory entry is no tenant file (from the entry itself: nothing is opened)."""
+    if entry.is_symlink():
+        return "a symlink"
+    if not entry.is_file(follow_symlinks=False):
+        return "not a regular file"
+    return ""
+
+
+def _refused(shown: str, what: str) -> SpecError:
+    return SpecError(
+        Location(shown),
+        "",
+        f"{what}: refused without reading it",
+        "a regular file (tenant files are never links, devices or pipes)",
+    )
 
 
 def display_path(path: Path, root: Path | None) -> str:
@@ -274,7 +309,7 @@ def load_tenants(
     paths: list[Path], root: Path | None = None
 ) -> tuple[list[LoadedTenant], list[SpecError]]:
     """Load every tenant file under ``paths``; all errors of all files are returned."""
-    files, errors = tenant_files(paths)
+    files, errors = tenant_files(paths, root)
     tenants: list[LoadedTenant] = []
     for f in files:
         loaded, errs = load_tenant(f, display_path(f, root))

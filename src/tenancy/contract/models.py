@@ -75,7 +75,7 @@ class Metadata(Strict):
     display_name: Annotated[str, StringConstraints(min_length=1, max_length=128)] = Field(
         alias="displayName", description="human name, any Unicode"
     )
-    owner: Annotated[str, StringConstraints(pattern=EMAIL_RE)] = Field(
+    owner: Annotated[str, StringConstraints(max_length=254, pattern=EMAIL_RE)] = Field(
         description="contact e-mail address of the tenant"
     )
 

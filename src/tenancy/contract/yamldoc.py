@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tenancy.contract.errors import Location, SpecError
+from tenancy.contract.text import EXCERPT_CHARS, excerpt
 
 PathKey = tuple[str | int, ...]
 
@@ -33,6 +34,8 @@ def format_path(path: PathKey, *, quote: bool = True) -> str:
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif len(part) > EXCERPT_CHARS or not part.isprintable():  # a hostile key: its start
+            out += f"[{excerpt(part)}]"
         elif quote and (not part or _ODD_KEY.search(part)):
             out += "[" + json.dumps(part, ensure_ascii=False) + "]"
         else:
@@ -106,7 +109,7 @@ class Document:
                 format_path(d.path),
                 "duplicate key",
                 "each key once",
-                f"{d.path[-1]!r} again (first at line {d.first_line})",
+                f"{excerpt(str(d.path[-1]))} again (first at line {d.first_line})",
             )
             for d in self.duplicates
         ]

@@ -13,6 +13,9 @@ lives in :mod:`.yamldoc`.
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from pathlib import Path
 
 import yaml
@@ -127,17 +130,17 @@ def load_text(text: str, file: str, *, dates: bool = False) -> Document:
     return doc
 
 
-def load_file(path: Path, display: str | None = None, *, dates: bool = False) -> Document:
-    """Read and parse one YAML file; unreadable or non-UTF-8 files become located errors."""
+def load_file(
+    path: Path, display: str | None = None, *, dates: bool = False, regular_only: bool = False
+) -> Document:
+    """Read and parse one YAML file; unreadable or non-UTF-8 files become located errors.
+
+    Only a regular file is read (a FIFO or a device is refused unread, so nothing blocks);
+    ``regular_only`` refuses a symlink too, on the open itself (``O_NOFOLLOW``): tenant
+    files never point elsewhere, e.g. at the state directory's passphrase.
+    """
     name = display or str(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise _too_large(name, size)
-        raw = path.read_bytes()
-    except OSError as exc:
-        error = SpecError(Location(name), "", f"cannot read file: {exc.strerror}")
-        raise UnreadableFileError(error, str(exc.strerror)) from None
+    raw = _read_regular(path, name, follow=not regular_only)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -152,3 +155,42 @@ def load_file(path: Path, display: str | None = None, *, dates: bool = False) ->
             ]
         ) from None
     return load_text(text, name, dates=dates)
+
+
+def _read_regular(path: Path, name: str, *, follow: bool) -> bytes:
+    """The bytes of a regular file of at most MAX_BYTES, checked on the open descriptor."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise _not_regular(name, "a symlink") from None
+        error = SpecError(Location(name), "", f"cannot read file: {exc.strerror}")
+        raise UnreadableFileError(error, str(exc.strerror)) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise _not_regular(name, "not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise _too_large(name, info.st_size)
+        try:
+            raw = handle.read(MAX_BYTES + 1)
+        except OSError as exc:
+            error = SpecError(Location(name), "", f"cannot read file: {exc.strerror}")
+            raise UnreadableFileError(error, str(exc.strerror)) from None
+    if len(raw) > MAX_BYTES:  # grew since fstat
+        raise _too_large(name, len(raw))
+    return raw
+
+
+def _not_regular(name: str, what: str) -> LoadError:
+    return LoadError(
+        [
+            SpecError(
+                Location(name),
+                "",
+                f"{what}: refused without reading it",
+                "a regular file (tenant files are never links, devices or pipes)",
+            )
+        ]
+    )

@@ -34,6 +34,20 @@ _STANDARD_TAGS = frozenset(
 )
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
+# Longest text converted to a number or date. Converting is not linear in the length
+# (base 60 ``1:2:3`` is quadratic) and a huge integer cannot even be printed in an
+# error message (Python's int/str digit limit), so longer text is refused unread.
+# 32 characters hold any 64-bit integer or double in any YAML spelling, and stay far
+# below Python's smallest digit limit (640), so that limit can never be reached.
+MAX_NUMBER_CHARS = 32
+MAX_TIMESTAMP_CHARS = 64  # 2027-03-31T12:00:00.123456789+01:00 is 35
+_BOUNDED = {
+    "tag:yaml.org,2002:int": (MAX_NUMBER_CHARS, "number too long", "digits"),
+    "tag:yaml.org,2002:float": (MAX_NUMBER_CHARS, "number too long", "digits"),
+    _TIMESTAMP_TAG: (MAX_TIMESTAMP_CHARS, "date too long", "characters"),
+}
+_MAX_SHOWN = 40  # characters of a refused scalar shown in its error
+
 
 def to_document(
     root: Node, file: str, explicit: set[int], *, dates: bool = False
@@ -107,17 +121,41 @@ def _convert(node: Node, path: PathKey, ctx: _Context) -> Any:
         # an implicitly typed scalar we do not construct (a date, '=', '<<'): keep its text
         return str(node.value)
     if isinstance(node, ScalarNode):
-        try:
-            return ctx.constructor.construct_object(node, deep=True)
-        except (yaml.YAMLError, ValueError, OverflowError) as exc:
-            ctx.errors.append(SpecError(loc, format_path(path), f"bad scalar: {exc}"))
-            return None
+        return _scalar(node, loc, path, ctx)
     if isinstance(node, SequenceNode):
         return [_convert(item, (*path, i), ctx) for i, item in enumerate(node.value)]
     if isinstance(node, MappingNode):
         return _convert_mapping(node, path, ctx)
     ctx.errors.append(SpecError(loc, format_path(path), "unsupported YAML node"))
     return None
+
+
+def _scalar(node: ScalarNode, loc: Location, path: PathKey, ctx: _Context) -> Any:
+    """A typed scalar's value; too long to convert, or not convertible: a located error."""
+    text = str(node.value)
+    bound = _BOUNDED.get(node.tag or "")
+    if bound is not None and len(text) > bound[0]:
+        limit, message, unit = bound
+        ctx.errors.append(
+            SpecError(loc, format_path(path), message, f"at most {limit} {unit}", _shown(text))
+        )
+        return None
+    try:
+        return ctx.constructor.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, OverflowError, LookupError) as exc:
+        # LookupError: PyYAML indexes the text (``!!int ""``, ``!!bool "maybe"``)
+        kind = (node.tag or "").rsplit(":", 1)[-1]
+        problem = f"not a YAML {kind}" if isinstance(exc, LookupError) else str(exc)
+        ctx.errors.append(
+            SpecError(loc, format_path(path), f"bad scalar: {problem[:200]}", found=_shown(text))
+        )
+        return None
+
+
+def _shown(text: str) -> str:
+    """How a refused scalar is named: its length and first characters, never all of it."""
+    head = text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "…"
+    return f"{len(text)} characters: {head!r}"
 
 
 def _convert_mapping(node: MappingNode, path: PathKey, ctx: _Context) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -107,7 +108,9 @@ def policy_sources(project: Project) -> PolicySources:
 def load_inputs(project: Project, stack: str, approve: list[str]) -> ProgramInputs:
     """Validate every input and plan the site; raise with all errors when anything is wrong."""
     root = project.root
-    result = plan_paths(root, None, sites=[stack])
+    # the moves `tenancy up --approve-moves` allowed: the program plans the site again
+    moves = frozenset(m for m in os.environ.get("TENANCY_APPROVE_MOVES", "").split(",") if m)
+    result = plan_paths(root, None, sites=[stack], approve_moves=moves)
     if not result.ok:
         lines = [str(e) for e in result.problems.errors]
         raise ProgramInputError(

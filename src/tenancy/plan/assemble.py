@@ -24,7 +24,7 @@ from tenancy.plan.model import (
     TenantPlan,
     VolumePlan,
 )
-from tenancy.plan.placement import HostState
+from tenancy.plan.placement import HostState, fingerprint, storage_of
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,14 @@ def ledger_entry(plan: TenantPlan) -> SegmentEntry:
         hosts={mp.instance: mp.host for mp in plan.machines},
         bridge=plan.segment.bridge,
         macs={mp.instance: mp.mac for mp in plan.machines},
+        demands={mp.instance: demand_fingerprint(mp) for mp in plan.machines},
     )
+
+
+def demand_fingerprint(mp: MachinePlan) -> str:
+    """The instance's demand as placement computes it, so an unchanged one reads as such."""
+    storage = storage_of(mp.disk_gib, ((v.pool, v.size_gib) for v in mp.volumes))
+    return fingerprint(mp.vcpus, mp.memory_mib, storage)
 
 
 def host_usage(site: Site, host_use: dict[str, HostState]) -> list[HostUsage]:

@@ -1,7 +1,8 @@
 """The committed allocation ledger: what was handed out stays put.
 
 Adding or removing a tenant never renumbers another, because every
-allocation (segment, VLAN, address, host) is read back from here first.
+allocation (segment, VLAN, address, host) is read back from here first; the
+recorded demand per instance tells whose edit may move a machine.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ class SegmentEntry(BaseModel):
     macs: dict[str, Annotated[str, StringConstraints(pattern=_MAC_RE)]] = Field(
         default_factory=dict
     )  # instance -> MAC
+    # optional (older ledgers lack it: their hosts are kept as if nothing changed): the
+    # demand each instance had when placed; only a change of its own lets it move
+    demands: dict[str, str] = Field(default_factory=dict)  # instance -> demand fingerprint
 
 
 class Ledger(BaseModel):

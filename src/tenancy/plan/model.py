@@ -85,12 +85,24 @@ class HostUsage(Frozen):
     pools: dict[str, dict[str, int]]  # pool -> {used_gib, capacity_gib}
 
 
+class MovePlan(Frozen):
+    """An instance leaving its recorded host: rebuilt on ``to_host`` with an empty root disk."""
+
+    tenant: str
+    instance: str
+    from_host: str
+    to_host: str
+    why: str
+    protect: bool
+
+
 class Plan(Frozen):
     site: str
     domain_type: str
     tenants: list[TenantPlan]
     hosts: list[HostUsage]
     warnings: list[str] = Field(default_factory=list)
+    moves: list[MovePlan] = Field(default_factory=list)
 
     def to_json(self) -> str:
         """Canonical JSON: the same inputs give byte-identical output on any machine."""

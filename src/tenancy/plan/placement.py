@@ -1,28 +1,77 @@
 """Capacity-aware, stable placement of machine instances onto hypervisor hosts.
 
-Existing placements are kept whenever they still fit, so adding a machine
-never moves another. New instances go to the host that holds the fewest
-instances of the same machine group (anti-affinity), then the most free
-memory, then the host name: deterministic for the same inputs.
+An instance recorded in the ledger stays on its host unless its own demand
+changed, its host left the site, or an operator approved its move: another
+tenant's edit never moves it, even when that leaves its host over capacity
+(then the changed or new demand is the one that moves or fails). A changed
+instance stays while it still fits. Everything else goes to the host that
+holds the fewest instances of the same machine group (anti-affinity), then
+the most free memory, then the host name: deterministic for the same inputs.
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tenancy.contract.models import Site
+
+Key = tuple[str, str]  # (tenant, instance)
+APPROVE_ALL = "all"
+
+
+def storage_of(disk_gib: int, volumes: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """GiB per pool of one instance: its root disk ("@root", the host's first pool) and volumes."""
+    storage = {"@root": disk_gib}
+    for pool, gib in volumes:
+        storage[pool] = storage.get(pool, 0) + gib
+    return storage
+
+
+def fingerprint(vcpus: int, memory_mib: int, storage_gib: Mapping[str, int]) -> str:
+    """The demand as the ledger records it: readable in a review, independent of the host."""
+    pools = ", ".join(f"{p} {g} GiB" for p, g in sorted(storage_gib.items()))
+    return f"{vcpus} vCPU, {memory_mib} MiB, {pools}"
+
+
+def approves(approved: frozenset[str], key: Key) -> bool:
+    """Whether the operator allowed this instance to move (``TENANT/INSTANCE`` or ``all``)."""
+    return APPROVE_ALL in approved or f"{key[0]}/{key[1]}" in approved
 
 
 @dataclass(frozen=True)
 class Demand:
     """What one instance needs from a host."""
 
-    key: tuple[str, str]  # (tenant, instance)
+    key: Key
     group: tuple[str, str]  # (tenant, group) for anti-affinity
     vcpus: int
     memory_mib: int
     storage_gib: dict[str, int]  # pool -> GiB (root pool resolved per host: "@root")
+    protect: bool = False  # a move rebuilds it empty: refused unless approved
+
+    def fingerprint(self) -> str:
+        return fingerprint(self.vcpus, self.memory_mib, self.storage_gib)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """Where the ledger put an instance, and its demand then (None: recorded before
+    fingerprints, taken as unchanged)."""
+
+    host: str
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
+class Move:
+    """An instance that leaves its recorded host, and why it must."""
+
+    key: Key
+    from_host: str
+    to_host: str
+    why: str
 
 
 @dataclass
@@ -58,12 +107,28 @@ class HostState:
                 return f"pool {pool} {wanted} GiB > {self.pool_capacity[pool]} GiB"
         return ""
 
+    def overflow(self) -> str:
+        """Empty within capacity, else what exceeds it (kept instances may overfill a host)."""
+        over = {p: 0 for p, used in self.pool_used.items() if used > self.pool_capacity.get(p, 0)}
+        return self.shortfall(Demand(("", ""), ("", ""), 0, 0, over))
+
     def take(self, demand: Demand) -> None:
         self.vcpus_used += demand.vcpus
         self.memory_used += demand.memory_mib
         for pool, gib in self.needs(demand).items():
             self.pool_used[pool] = self.pool_used.get(pool, 0) + gib
         self.groups[demand.group] = self.groups.get(demand.group, 0) + 1
+
+
+@dataclass
+class Placement:
+    """Hosts per instance, and what could not be placed, what moves and each host's use."""
+
+    hosts: dict[Key, str]
+    usage: dict[str, HostState]
+    failed: dict[Key, str] = field(default_factory=dict)  # no host has room: why not
+    refused: dict[Key, Move] = field(default_factory=dict)  # protected, must move, unapproved
+    moves: list[Move] = field(default_factory=list)
 
 
 def host_states(site: Site) -> dict[str, HostState]:
@@ -80,21 +145,69 @@ def host_states(site: Site) -> dict[str, HostState]:
 
 
 def place(
-    site: Site, demands: list[Demand], previous: dict[tuple[str, str], str]
-) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str], dict[str, HostState]]:
-    """Returns (placements, unplaceable instance -> reason, host usage)."""
+    site: Site,
+    demands: list[Demand],
+    previous: Mapping[Key, Recorded],
+    approved: frozenset[str] = frozenset(),
+) -> Placement:
+    """Place every demand: kept ones first, then changed ones on their host, then the rest."""
     hosts = host_states(site)
-    placed: dict[tuple[str, str], str] = {}
-    failed: dict[tuple[str, str], str] = {}
-    pending: list[Demand] = []
-    # first pass: keep what was placed before, as long as it still fits
-    for demand in demands:
-        host = hosts.get(previous.get(demand.key, ""))
-        if host is not None and not host.shortfall(demand):
-            host.take(demand)
-            placed[demand.key] = host.name
+    result = Placement(hosts={}, usage=hosts)
+    leaving: dict[Key, str] = {}  # instance -> why it leaves its recorded host
+    settle = _keep_unchanged(demands, previous, approved, hosts, result)
+    for demand in settle:  # changed or approved: stay while it still fits
+        rec = previous[demand.key]
+        host = hosts.get(rec.host)
+        why = f"host {rec.host} is no longer in the site"
+        if host is not None:
+            why = host.shortfall(demand)
+            if not why:
+                host.take(demand)
+                result.hosts[demand.key] = host.name
+                continue
+            why = f"{why} on {host.name}"
+        if demand.protect and not approves(approved, demand.key):
+            if host is not None:  # it still holds its place: others do not take it
+                host.take(demand)
+            result.refused[demand.key] = Move(demand.key, rec.host, "", why)
         else:
-            pending.append(demand)
+            leaving[demand.key] = why
+    taken = result.hosts.keys() | result.refused.keys()
+    _place_rest([d for d in demands if d.key not in taken], hosts, result)
+    result.moves = [
+        Move(key, previous[key].host, result.hosts[key], why)
+        for key, why in leaving.items()
+        if key in result.hosts
+    ]
+    return result
+
+
+def _keep_unchanged(
+    demands: list[Demand],
+    previous: Mapping[Key, Recorded],
+    approved: frozenset[str],
+    hosts: dict[str, HostState],
+    result: Placement,
+) -> list[Demand]:
+    """Pin every recorded, unchanged, unapproved instance to its host, over capacity or not;
+    returns the other recorded ones, in demand order."""
+    settle: list[Demand] = []
+    for demand in demands:
+        rec = previous.get(demand.key)
+        if rec is None:
+            continue
+        changed = rec.fingerprint is not None and rec.fingerprint != demand.fingerprint()
+        host = hosts.get(rec.host)
+        if host is None or changed or approves(approved, demand.key):
+            settle.append(demand)
+            continue
+        host.take(demand)
+        result.hosts[demand.key] = host.name
+    return settle
+
+
+def _place_rest(pending: list[Demand], hosts: dict[str, HostState], result: Placement) -> None:
+    """New and moving instances, in demand order, onto the best fitting host."""
     # hosts ordered by (most free memory, name), kept sorted as memory is taken
     order = sorted(hosts.values(), key=_free_key)
     keys = [_free_key(h) for h in order]
@@ -109,7 +222,7 @@ def place(
             shown = "; ".join(reasons[:3])
             if len(reasons) > 3:
                 shown += f"; and {len(reasons) - 3} more hosts"
-            failed[demand.key] = shown
+            result.failed[demand.key] = shown
             continue
         i = bisect.bisect_left(keys, _free_key(best))
         del keys[i], order[i]
@@ -118,8 +231,7 @@ def place(
         keys.insert(j, _free_key(best))
         order.insert(j, best)
         holding.setdefault(demand.group, set()).add(best.name)
-        placed[demand.key] = best.name
-    return placed, failed, hosts
+        result.hosts[demand.key] = best.name
 
 
 def _free_key(h: HostState) -> tuple[int, str]:

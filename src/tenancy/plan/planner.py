@@ -31,6 +31,7 @@ from tenancy.plan.machines import allocate_addresses, machine_demands, place_mac
 from tenancy.plan.model import Plan
 from tenancy.plan.name_clash import check_derived_names
 from tenancy.plan.profiles import check_profiles
+from tenancy.plan.rule_budget import check_rule_budget
 from tenancy.plan.segments import allocate_segments, allocate_vlans
 
 
@@ -56,27 +57,29 @@ def plan_site(
     tenants: dict[str, LoadedTenant],
     ledger: Ledger,
     ledger_file: str = "the ledger",
+    approve_moves: frozenset[str] = frozenset(),
 ) -> tuple[Plan | None, Ledger | None, list[SpecError]]:
     """Plan one site; ``tenants`` are the tenants of this site only (already cross-checked).
 
     Allocation steps run first and all of them report (so one run names every
     problem); only when none failed are the flows compiled and the plan assembled.
-    The third element holds the errors, or else the flow warnings.
+    The third element holds the errors, or else the warnings (flows, moves).
+    ``approve_moves`` (``TENANT/INSTANCE`` or ``all``) lets those instances change host.
     """
     s = site.model
     segments, problems = allocate_segments(s, tenants, ledger, ledger_file)
     vlans, vlan_problems = allocate_vlans(s, tenants, ledger)
     addresses, address_problems = allocate_addresses(tenants, segments, ledger)
     demands = machine_demands(s, tenants, segments)
-    placed, host_use, place_problems = place_machines(s, tenants, demands, ledger)
-    problems += vlan_problems + address_problems + place_problems
+    placement = place_machines(site, tenants, demands, ledger, approve_moves)
+    problems += vlan_problems + address_problems + placement.errors
     if problems:
         return None, None, problems
 
     addressing = tenant_addressing(tenants, segments, addresses)
     rules, flow_problems = compile_flows(tenants, addressing, s.external)
     bridges, macs = link_names(s.name, tenants, ledger)
-    alloc = Allocation(segments, vlans, addresses, placed, bridges, macs)
+    alloc = Allocation(segments, vlans, addresses, placement.hosts, bridges, macs)
     tenant_plans = [
         build_tenant_plan(site, name, t, alloc, rules[name]) for name, t in sorted(tenants.items())
     ]
@@ -85,10 +88,11 @@ def plan_site(
         site=s.name,
         domain_type=s.domain_type,
         tenants=tenant_plans,
-        hosts=host_usage(s, host_use),
-        warnings=[str(p) for p in sorted(flow_problems, key=_loc)],
+        hosts=host_usage(s, placement.usage),
+        warnings=[str(p) for p in sorted(flow_problems + placement.warnings, key=_loc)],
+        moves=placement.moves,
     )
-    return plan, new_ledger, flow_problems
+    return plan, new_ledger, flow_problems + placement.warnings
 
 
 def _loc(e: SpecError) -> Location:
@@ -102,6 +106,7 @@ def plan_paths(
     sites: list[str] | None = None,
     *,
     context: bool = True,
+    approve_moves: frozenset[str] = frozenset(),
 ) -> PlanResult:
     """Load and check every tenant under ``tenant_paths`` and plan every site involved.
 
@@ -109,13 +114,19 @@ def plan_paths(
     planned when any input is invalid. With ``context`` (the default) the other tenant
     files of ``root/tenants`` are loaded too, so a single file's references to other
     tenants resolve; a named file replaces the project's file of the same name.
+    ``approve_moves`` names the instances (``TENANT/INSTANCE`` or ``all``) an operator
+    allows to change host (see :func:`plan_site`).
     """
     with cyclic_gc_paused():
-        return _plan_paths(root, tenant_paths, sites, context)
+        return _plan_paths(root, tenant_paths, sites, context, approve_moves)
 
 
 def _plan_paths(
-    root: Path, tenant_paths: list[Path] | None, sites: list[str] | None, context: bool
+    root: Path,
+    tenant_paths: list[Path] | None,
+    sites: list[str] | None,
+    context: bool,
+    approve_moves: frozenset[str],
 ) -> PlanResult:
     """Read, check, then plan: nothing is planned while any input has an error."""
     result = PlanResult()
@@ -135,7 +146,7 @@ def _plan_paths(
         site = loaded_sites[site_name]
         ledger, ledger_file = ledgers[site_name]
         plan, new_ledger, problems = plan_site(
-            site, _on_site(by_name, site_name), ledger, ledger_file
+            site, _on_site(by_name, site_name), ledger, ledger_file, approve_moves
         )
         result.problems.extend(problems)
         if plan is not None and new_ledger is not None:
@@ -158,13 +169,14 @@ def _tenant_file_list(
     copy of a tenant is checked against the other tenants, not against itself.
     """
     paths = tenant_paths or [root / "tenants"]
-    files, errors = tenant_files(paths)
+    files, errors = tenant_files(paths, root)
     problems.extend(errors)
     context_dir = root / "tenants"
     if context and context_dir.is_dir() and context_dir not in paths:
         named = {f.resolve() for f in files}
         stems = {_stem(f) for f in files}
-        extra, _ = tenant_files([context_dir])
+        extra, refused = tenant_files([context_dir], root)  # links there are refused too
+        problems.extend(refused)
         files += [f for f in extra if f.resolve() not in named and _stem(f) not in stems]
     return files
 
@@ -263,6 +275,7 @@ def _cross_check(
     problems.extend(crosscheck.check_references(by_name))
     for site_name, site in sorted(sites.items()):
         problems.extend(crosscheck.check_cidrs(_on_site(by_name, site_name), site))
+        problems.extend(check_rule_budget(by_name, site))
 
 
 def _check_names(

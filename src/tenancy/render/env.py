@@ -8,6 +8,7 @@ from pathlib import Path
 import jinja2
 
 from tenancy.project import shipped
+from tenancy.render import escape
 
 
 def templates_dir() -> Path:
@@ -25,8 +26,13 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["mdcell"] = lambda v: str(v).replace("|", "\\|").replace("\n", " ")
-    env.filters["dotid"] = lambda v: '"' + str(v).replace('"', '\\"') + '"'
+    # one filter per output format a reviewer reads (tenant text is hostile input)
+    env.filters["md"] = escape.markdown
+    env.filters["mdcode"] = escape.markdown_code
+    env.filters["dotid"] = escape.dot_string
+    env.filters["dotlines"] = lambda lines: escape.dot_string(*lines)
+    env.filters["mermaid"] = escape.mermaid
+    env.filters["yamlstr"] = escape.yaml_string
     return env
 
 

@@ -8,7 +8,7 @@ stays inside a segment and stops address spoofing.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tenancy.contract.types import parse_port
@@ -31,14 +31,23 @@ class FilterRule:
     comment: str
 
 
+def collapse(cidrs: Iterable[str]) -> list[ipaddress.IPv4Network]:
+    """The fewest networks covering ``cidrs``, in address order.
+
+    A peer group's instances sit on consecutive addresses: 64 of them are one /26,
+    not 64 rules per port in every filter and host table.
+    """
+    return list(ipaddress.collapse_addresses(ipaddress.IPv4Network(c) for c in cidrs))
+
+
 def _filter_rules(rule: RulePlan, priority: int) -> list[FilterRule]:
     out: list[FilterRule] = []
     nw_dir = "in" if rule.direction == "ingress" else "out"
     attr = "src" if rule.direction == "ingress" else "dst"
+    peers = collapse(rule.peer_cidrs)
     for port in rule.ports:
         pr = parse_port(port)
-        for peer in rule.peer_cidrs:
-            net = ipaddress.IPv4Network(peer)
+        for net in peers:
             out.append(
                 FilterRule(
                     nw_dir,
@@ -146,7 +155,11 @@ def table_name(site: str) -> str:
 
 
 def host_flows(plan: Plan) -> list[HostFlow]:
-    """Declared flows as the host's forward path sees them (each cross-tenant flow once)."""
+    """Declared flows as the host's forward path sees them (each cross-tenant flow once).
+
+    One rule per flow and protocol: its addresses and ports are nftables sets, the
+    addresses collapsed to the fewest networks.
+    """
     flows: dict[tuple[str, ...], HostFlow] = {}
     for tenant in plan.tenants:
         for rule in tenant.rules:
@@ -163,8 +176,8 @@ def host_flows(plan: Plan) -> list[HostFlow]:
                 by_proto.setdefault(pr.proto, []).append(text)
             for proto, ports in sorted(by_proto.items()):
                 flow = HostFlow(
-                    sorted(src),
-                    sorted(dst),
+                    [str(n) for n in collapse(src)],
+                    [str(n) for n in collapse(dst)],
                     proto,
                     "{ " + ", ".join(ports) + " }",
                     f"{tenant.name} {rule.direction} {rule.peer}",

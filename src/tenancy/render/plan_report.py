@@ -101,6 +101,14 @@ def to_table(plan: Plan) -> str:
             local = f"{t.name}/{r.local_group}" if r.local_group else t.name
             arrow = f"{r.peer} -> {local}" if r.direction == "ingress" else f"{local} -> {r.peer}"
             lines.append(f"  {arrow:<56} {', '.join(r.ports)}")
+    if plan.moves:
+        lines.append("")
+        lines.append("MOVES (each machine is rebuilt on its new host with an empty root disk)")
+        for mv in plan.moves:
+            protect = " (protected)" if mv.protect else ""
+            lines.append(
+                f"  {mv.tenant}/{mv.instance}{protect}: {mv.from_host} -> {mv.to_host}: {mv.why}"
+            )
     for w in plan.warnings:
         lines.append(f"warning: {w}")
     lines.append("")
