@@ -79,3 +79,18 @@ def write_data(root: Path, data_name: str, as_name: str | None = None) -> Path:
     target = root / "tenants" / (as_name or Path(data_name).name)
     shutil.copy2(DATA / data_name, target)
     return target
+
+
+OPEN_ZONES = {
+    "intranet": {"intranet": "any", "extranet": "any", "internet": "any"},
+    "extranet": {"intranet": "any", "extranet": "any", "internet": "any"},
+}
+"""Zone rules that allow every flow: for tests about flows, not about zones."""
+
+
+def edit_site(root: Path, site: str, **changes: Any) -> None:
+    """Set keys of ``stacks/Pulumi.<site>.yaml``'s site definition in a project copy."""
+    path = root / "stacks" / f"Pulumi.{site}.yaml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["config"]["tenancy:site"].update(changes)
+    path.write_text("---\n" + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from tests.support.problems import assert_located, errors_of, find
-from tests.support.project import tenant_doc, write_data, write_tenant
+from tests.support.project import OPEN_ZONES, edit_site, tenant_doc, write_data, write_tenant
 
 from tenancy.contract.crosscheck import usage
 from tenancy.contract.loader import load_site, load_tenant
@@ -219,6 +219,7 @@ def test_cross_site_flow(project: Path) -> None:
 
 
 def test_keyword_and_cidr_endpoints_need_no_tenant(project: Path) -> None:
+    edit_site(project, "local", zoneRules=OPEN_ZONES)  # flows here, zones elsewhere
     doc = tenant_doc(
         "aa",
         ingress=[
@@ -289,8 +290,8 @@ def test_overlap_with_site_ranges(project: Path, cidr: str, what: str) -> None:
 
 def test_internet_range_is_not_reserved(project: Path) -> None:
     # local's 'internet' stand-in range is 10.255.3.0/24; tenant segments may not overlap
-    # reserved and client ranges, but the internet is everything else
-    write_tenant(project, tenant_doc("aa", network={"cidr": "10.40.100.0/24"}))
+    # reserved and client ranges, and lie in their zone's pool
+    write_tenant(project, tenant_doc("aa", zone="extranet", network={"cidr": "10.40.100.0/24"}))
     assert validate(project).ok
 
 

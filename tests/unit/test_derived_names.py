@@ -19,7 +19,7 @@ import pytest
 import yaml
 from pulumi_mocks import program_inputs, run_program
 from tests.support.problems import assert_located, errors_of, find
-from tests.support.project import REPO, tenant_doc, write_tenant
+from tests.support.project import OPEN_ZONES, REPO, edit_site, tenant_doc, write_tenant
 
 from tenancy.contract.loader import load_site, load_tenants, site_file
 from tenancy.infra import program as tenancy_program
@@ -273,6 +273,7 @@ def test_only_canonical_cidrs_in_tenant_files(project: Path, cidr: str) -> None:
 
 
 def test_canonical_cidrs_still_pass(project: Path) -> None:
+    edit_site(project, "local", zoneRules=OPEN_ZONES)  # flows here, zones elsewhere
     doc = tenant_doc("nets", egress=[{"to": "192.0.2.0/24", "ports": ["443/tcp"]}])
     doc["spec"]["firewall"]["ingress"] = [{"from": "198.51.100.7/32", "ports": ["22/tcp"]}]
     write_tenant(project, doc)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.project import tenant_doc, write_tenant
+from tests.support.project import OPEN_ZONES, edit_site, tenant_doc, write_tenant
 
 from tenancy.contract.types import PortRange
 from tenancy.plan.flows import _intersect, _narrow, _ports, is_cidr, split_ref
@@ -151,6 +151,7 @@ def test_one_sided_egress_warning_names_both_files(project: Path) -> None:
 
 
 def test_keyword_and_cidr_endpoints(project: Path) -> None:
+    edit_site(project, "local", zoneRules=OPEN_ZONES)  # flows here, zones elsewhere
     doc = tenant_doc(
         "aa",
         machines=machines(("web", 1), ("db", 1)),

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.support.project import REPO, tenant_doc, write_tenant
+from tests.support.project import OPEN_ZONES, REPO, edit_site, tenant_doc, write_tenant
 
 from tenancy.contract.host_vars import CONTROLS, ROLES, SITE_VARIABLES
 from tenancy.contract.loader import load_site, site_file
@@ -157,6 +157,7 @@ def test_firewall_rules_have_the_roles_shape(local_plan: Plan) -> None:
 
 
 def test_single_ports_are_ints_and_ranges_strings(project: Path) -> None:
+    edit_site(project, "local", zoneRules=OPEN_ZONES)  # flows here, zones elsewhere
     write_tenant(
         project,
         tenant_doc(

@@ -243,6 +243,56 @@ class AddressPools(Strict):
     intranet: Cidr
     extranet: Cidr
     segment_prefix: int = Field(default=24, alias="segmentPrefix", ge=16, le=28)
+    explicit_prefixes: list[int] | None = Field(
+        default=None,
+        alias="explicitPrefixes",
+        min_length=2,
+        max_length=2,
+        description="[shortest, longest] prefix of a tenant's own network.cidr; "
+        "default [segmentPrefix - 2, 28]",
+    )
+
+    @model_validator(mode="after")
+    def _prefix_range(self) -> AddressPools:
+        if self.explicit_prefixes is not None:
+            lo, hi = self.explicit_prefixes
+            if not 16 <= lo <= hi <= 28:
+                raise ValueError("explicitPrefixes as [shortest, longest] within 16..28")
+        return self
+
+    @property
+    def prefix_range(self) -> tuple[int, int]:
+        """The prefix lengths an explicit tenant segment may have."""
+        if self.explicit_prefixes is not None:
+            return self.explicit_prefixes[0], self.explicit_prefixes[1]
+        return max(16, self.segment_prefix - 2), 28
+
+
+ZONES = ("intranet", "extranet")
+ZonePeer = Literal["intranet", "extranet", "internet"]
+ZonePorts = Literal["any"] | list[PortSpec]
+
+
+def _zone_default(zone: str) -> dict[ZonePeer, ZonePorts]:
+    """Without zoneRules: each zone talks freely to itself, the intranet to extranet
+    clients too; nothing reaches from the extranet into the intranet, and the
+    intranet never exchanges traffic with the internet."""
+    if zone == "intranet":
+        return {"intranet": "any", "extranet": "any"}
+    return {"extranet": "any", "internet": "any"}
+
+
+class ZoneRules(Strict):
+    """Per zone of a tenant: the peers (a keyword endpoint, or a tenant of that zone) it may
+    exchange traffic with, and on which ports at most ("any"; a peer left out: none)."""
+
+    intranet: dict[ZonePeer, ZonePorts] = Field(default_factory=lambda: _zone_default("intranet"))
+    extranet: dict[ZonePeer, ZonePorts] = Field(default_factory=lambda: _zone_default("extranet"))
+
+    def allowed(self, zone: str, peer: str) -> ZonePorts | None:
+        """The ports a ``zone`` tenant may use with ``peer``; None: no traffic at all."""
+        rules: dict[str, ZonePorts] = dict(getattr(self, zone))
+        return rules.get(peer)
 
 
 class ExternalNetworks(Strict):
@@ -270,6 +320,11 @@ class Site(Strict):
     address_pools: AddressPools = Field(alias="addressPools")
     external: ExternalNetworks
     reserved: list[Cidr] = Field(default_factory=list)
+    infrastructure: list[Cidr] = Field(
+        default_factory=list,
+        description="hypervisor, storage and management networks: no tenant may name them",
+    )
+    zone_rules: ZoneRules = Field(default_factory=ZoneRules, alias="zoneRules")
     # a list, not a tuple: strict mode refuses YAML's lists for tuple fields
     vlan_range: list[int] = Field(
         default_factory=lambda: [100, 3999], alias="vlanRange", min_length=2, max_length=2

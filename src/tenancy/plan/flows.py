@@ -14,7 +14,7 @@ from typing import Literal
 
 from tenancy.contract.errors import SpecError
 from tenancy.contract.loader import LoadedTenant
-from tenancy.contract.models import KEYWORD_ENDPOINTS, ExternalNetworks
+from tenancy.contract.models import KEYWORD_ENDPOINTS, EgressRule, ExternalNetworks
 from tenancy.contract.types import PortRange, parse_port
 from tenancy.plan.model import RulePlan
 
@@ -84,6 +84,14 @@ def compile_flows(
             ports=[str(p) for p in _ports(ports)],
         )
 
+    # each tenant's egress rules by the tenant they name: matching stays linear in the
+    # number of rules (a hostile file with hundreds of rules against another's hundreds)
+    egress_to: dict[tuple[str, str], list[tuple[int, EgressRule]]] = {}
+    for sender_name, sender in tenants.items():
+        for j, eg in enumerate(sender.model.spec.firewall.egress):
+            if eg.to not in KEYWORD_ENDPOINTS and not is_cidr(eg.to):
+                egress_to.setdefault((sender_name, split_ref(eg.to)[0]), []).append((j, eg))
+
     for dst_name, dst in sorted(tenants.items()):
         for i, ing in enumerate(dst.model.spec.firewall.ingress):
             local = addressing[dst_name].cidrs(ing.to)
@@ -97,12 +105,8 @@ def compile_flows(
             if src is None:
                 continue  # reported by cross-checks
             opened = False
-            for j, eg in enumerate(src.model.spec.firewall.egress):
-                if eg.to in KEYWORD_ENDPOINTS or is_cidr(eg.to):
-                    continue
-                eg_tenant, eg_group = split_ref(eg.to)
-                if eg_tenant != dst_name:
-                    continue
+            for j, eg in egress_to.get((src_name, dst_name), []):
+                _, eg_group = split_ref(eg.to)
                 ok_dst, dst_group = _narrow(ing.to, eg_group)
                 ok_src, eff_src = _narrow(src_group, eg.source)
                 if not (ok_dst and ok_src):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,13 @@ from tenancy.plan.name_clash import check_derived_names
 from tenancy.plan.profiles import check_profiles
 from tenancy.plan.rule_budget import check_rule_budget
 from tenancy.plan.segments import allocate_segments, allocate_vlans
+from tenancy.plan.site_ranges import (
+    check_cidr_endpoints,
+    check_segment_cidr,
+    check_site_ranges,
+    effective_external,
+)
+from tenancy.plan.zone_rules import check_zone_rules
 
 
 @dataclass
@@ -77,7 +85,7 @@ def plan_site(
         return None, None, problems
 
     addressing = tenant_addressing(tenants, segments, addresses)
-    rules, flow_problems = compile_flows(tenants, addressing, s.external)
+    rules, flow_problems = compile_flows(tenants, addressing, effective_external(s))
     bridges, macs = link_names(s.name, tenants, ledger)
     alloc = Allocation(segments, vlans, addresses, placement.hosts, bridges, macs)
     tenant_plans = [
@@ -140,6 +148,7 @@ def _plan_paths(
     loaded_sites, ledgers = _load_sites(root, wanted, sites or [], by_name, result.problems)
     _cross_check(by_name, loaded_sites, result.problems)
     _check_names(by_name, loaded_sites, ledgers, result.problems)
+    _check_addresses(by_name, loaded_sites, ledgers, result.problems)
     if result.problems.errors:
         return result
     for site_name in sorted(wanted):
@@ -289,6 +298,28 @@ def _check_names(
         ledger = ledgers.get(site_name)
         existing = ledger[0].tenants if ledger is not None else {}
         problems.extend(check_derived_names(site, _on_site(by_name, site_name), existing))
+
+
+def _check_addresses(
+    by_name: dict[str, LoadedTenant],
+    sites: dict[str, LoadedSite],
+    ledgers: dict[str, tuple[Ledger, str]],
+    problems: ErrorList,
+) -> None:
+    """The site's ranges, each tenant's segment and CIDR endpoints, and the zone rules."""
+    for site_name, site in sorted(sites.items()):
+        problems.extend(check_site_ranges(site))
+        tenants = _on_site(by_name, site_name)
+        ledger = ledgers.get(site_name)
+        known = {n: e.cidr for n, e in ledger[0].tenants.items()} if ledger else {}
+        known.update(
+            {n: t.model.spec.network.cidr for n, t in tenants.items() if t.model.spec.network.cidr}
+        )
+        segments = {n: ipaddress.IPv4Network(c) for n, c in known.items() if n in tenants}
+        for _, t in sorted(tenants.items()):
+            problems.extend(check_segment_cidr(t, site.model))
+            problems.extend(check_cidr_endpoints(t, site.model, segments))
+            problems.extend(check_zone_rules(t, tenants, site.model))
 
 
 def _on_site(by_name: dict[str, LoadedTenant], site: str) -> dict[str, LoadedTenant]:

@@ -24,6 +24,8 @@ def site_ranges(site: Site) -> list[tuple[str, str]]:
     fixed: list[tuple[str, str]] = [(c, "site reserved range") for c in site.reserved]
     for kw in ("intranet", "extranet"):
         fixed += [(c, f"site {kw} client range") for c in getattr(site.external, kw)]
+    fixed += [(c, "ops network") for c in site.ops.cidrs]
+    fixed += [(c, "infrastructure network") for c in site.infrastructure]
     return fixed
 
 
