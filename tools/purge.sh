@@ -116,6 +116,12 @@ if [ "$PACKAGES" -eq 1 ]; then
     apt-get autoremove --purge -y -qq >/dev/null
     # state libvirt and QEMU leave behind (or that setup created for them)
     rm -rf /var/lib/libvirt /var/log/libvirt /var/cache/libvirt /run/libvirt /etc/libvirt
+    # cloud-init's off switch that tools/test-deps.sh wrote before installing it as a checker
+    if grep -qs 'written by tools/test-deps.sh' /etc/cloud/cloud-init.disabled &&
+      ! dpkg-query -W -f='${db:Status-Status}' cloud-init 2>/dev/null | grep -qx installed; then
+      rm -f /etc/cloud/cloud-init.disabled
+      rmdir /etc/cloud 2>/dev/null || true
+    fi
     log "packages: purged ${#present[@]}, autoremoved their dependencies"
   else
     log "packages: none recorded as installed by the project"
