@@ -21,6 +21,8 @@ from yaml.constructor import SafeConstructor
 
 from tenancy.contract.errors import SpecError
 from tenancy.contract.loader import LoadedSite, LoadedTenant, load_site, load_tenant
+from tenancy.contract.models import Tenant
+from tenancy.contract.yamlguard import TENANT_RULE_BUDGET
 from tenancy.contract.yamlsource import LoadError, load_text
 from tenancy.contract.yamltree import MAX_NUMBER_CHARS
 from tenancy.plan.model import Plan, RulePlan, TenantPlan
@@ -175,15 +177,80 @@ def test_count_is_ports_times_peer_blocks_times_groups(project: Path) -> None:
 
 
 def test_tenant_over_its_budget_is_refused_at_its_firewall(project: Path) -> None:
-    rules = TENANT_BUDGET // 64 + 1
-    path = firewall_tenant(project, "noisy", rules)
+    """Few enough ports to be read, but applied to two groups: the planner's count refuses."""
+    rules = TENANT_BUDGET // 64 // 2 + 1
+    machines = [
+        {"name": g, "flavor": "tiny", "image": "debian-12", "diskGiB": 4} for g in ("web", "app")
+    ]
+    ingress = [{"from": "intranet", "ports": many_ports(64, 1000 + 64 * r)} for r in range(rules)]
+    path = write_tenant(project, tenant_doc("noisy", machines=machines, ingress=ingress))
+    tenants, site = loaded(project, "noisy")
+    expected = count_rules(tenants["noisy"], tenants, site).total
+    assert expected == rules * 64 * 2 * len(site.model.external.intranet) > TENANT_BUDGET
     result = plan_paths(project)
     assert not result.plans
     error = find(errors_of(result, "tenants/noisy.yaml"), message="firewall expands into")
     assert error.field == "spec.firewall"
     text = path.read_text(encoding="utf-8").splitlines()
     assert text[error.location.line - 1].strip() == "firewall:"
-    assert str(rules * 64) in error.message and str(TENANT_BUDGET) in error.expected
+    assert f"into {expected} rules" in error.message and str(TENANT_BUDGET) in error.expected
+
+
+def test_ports_over_the_budget_are_refused_while_reading(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More distinct ports than the budget: refused at ``firewall:``, the rest never read."""
+    rules = TENANT_BUDGET // 64 + 1
+    path = firewall_tenant(project, "noisy", rules)
+    # text past the bound that would not even parse: reading stopped before it
+    path.write_text(path.read_text(encoding="utf-8") + "  policies: [unclosed\n", "utf-8")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    result = plan_paths(project)
+    assert not result.plans
+    (error,) = errors_of(result, "tenants/noisy.yaml")
+    assert error.field == "spec.firewall" and lines[error.location.line - 1].strip() == "firewall:"
+    assert error.message == f"firewall expands into more than {TENANT_BUDGET} rules"
+    assert str(TENANT_BUDGET) in error.expected and f"at least {TENANT_BUDGET + 1}" in error.found
+    assert len(str(error)) < 400
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("validated a file refused while reading")
+
+    monkeypatch.setattr(Tenant, "model_validate", refuse)
+    model, errors = load_tenant(path, "tenants/noisy.yaml")
+    assert model is None and [str(e) for e in errors] == [str(error)]
+
+
+def rules_text(rules: list[list[str]], where: str = "spec") -> str:
+    """A document holding ``where.firewall.ingress`` rules with these ports (flow YAML)."""
+    items = "\n".join(f"      - {{from: intranet, ports: [{', '.join(r)}]}}" for r in rules)
+    return f"{where}:\n  firewall:\n    ingress:\n{items}\n    egress: []\n"
+
+
+def test_reading_counts_distinct_ports_of_tenant_rules_only() -> None:
+    full, rest = divmod(TENANT_RULE_BUDGET, 64)
+    at_budget = [many_ports(64, 1000 + 64 * r) for r in range(full)] + [many_ports(rest, 60000)]
+    doc = load_text(rules_text(at_budget), "t.yaml")
+    assert sum(len(set(r["ports"])) for r in doc.data["spec"]["firewall"]["ingress"]) == (
+        TENANT_RULE_BUDGET
+    )
+    (error,) = load_errors(rules_text([*at_budget, ["7/udp"]]))
+    assert (error.field, error.location.line) == ("spec.firewall", 2)
+    # the same port again in a rule counts once; the same lists elsewhere not at all
+    repeated = [["443/tcp"] * 64 for _ in range(TENANT_RULE_BUDGET // 32)]
+    assert load_text(rules_text(repeated), "t.yaml").data["spec"]["firewall"]["ingress"]
+    elsewhere = load_text(rules_text([*at_budget, ["7/udp"]], where="site"), "t.yaml")
+    assert len(elsewhere.data["site"]["firewall"]["ingress"]) == len(at_budget) + 1
+
+
+def test_a_rule_counts_each_port_at_least_once(project: Path) -> None:
+    """The reader's bound is a lower bound: no machines still counts each port once."""
+    ingress = [{"from": "intranet", "ports": many_ports(3)}]
+    write_tenant(project, tenant_doc("bare", machines=[], ingress=ingress))
+    tenants, site = loaded(project, "bare")
+    assert count_rules(tenants["bare"], tenants, site).total == 3 * len(
+        site.model.external.intranet
+    )
 
 
 def test_tenant_at_its_budget_plans(project: Path) -> None:

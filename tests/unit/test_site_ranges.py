@@ -153,3 +153,20 @@ def test_cidr_classes(project: Path) -> None:
     assert cidr_classes("172.16.1.0/24", site.model) == {"extranet"}
     assert cidr_classes("8.8.8.0/24", site.model) == {"internet"}
     assert cidr_classes("0.0.0.0/1", site.model) == {"intranet", "internet"}
+
+
+def test_the_rule_budget_counts_the_site_free_internet(project: Path) -> None:
+    """dc-east's internet is 0.0.0.0/0 minus its ranges: dozens of blocks per rule."""
+    ports = [f"{p}/tcp" for p in range(1000, 1060)]
+    doc = tenant_doc(
+        "aa", site="dc-east", zone="extranet", egress=[{"to": "internet", "ports": ports}]
+    )
+    edit_site(project, "dc-east", zoneRules=OPEN_ZONES)
+    write_tenant(project, doc)
+    result = validate(project)
+    error = find(errors_of(result, "tenants/aa.yaml"), field="spec.firewall")
+    site, _ = load_site(project / "stacks" / "Pulumi.dc-east.yaml", "dc-east", project)
+    assert site is not None
+    blocks = len(effective_internet(site.model))
+    assert blocks > 30
+    assert error.message == f"firewall expands into {60 * blocks} rules"

@@ -2,7 +2,8 @@
 
 Only plain YAML (safe_load semantics) is accepted. Anchors/aliases, explicit
 tags and oversized files are refused up front and duplicate keys reported, so
-alias bombs and object-construction tags never reach the models. Tenant, site
+alias bombs and object-construction tags never reach the models; so is a tenant
+firewall listing more distinct ports than its rule budget holds, while it is read. Tenant, site
 and ledger files and the policy catalogue and waivers all come through here.
 
 This module reads: bytes to text (size, encoding) and every way that fails,
@@ -22,8 +23,8 @@ import yaml
 from yaml.reader import ReaderError
 
 from tenancy.contract.errors import Location, SpecError
-from tenancy.contract.yamldoc import Document
-from tenancy.contract.yamlguard import compose
+from tenancy.contract.yamldoc import Document, format_path
+from tenancy.contract.yamlguard import BoundError, compose
 from tenancy.contract.yamltree import to_document
 
 MAX_BYTES = 1 << 20  # 1 MiB: a tenant file is a page of YAML, not a data dump
@@ -118,6 +119,10 @@ def load_text(text: str, file: str, *, dates: bool = False) -> Document:
         raise _too_large(file, size)
     try:
         root, explicit = compose(text)
+    except BoundError as exc:  # a bound on what the document holds: at the field's key
+        where = Location(file, exc.mark.line + 1, exc.mark.column + 1)
+        error = SpecError(where, format_path(exc.path), exc.message, exc.expected, exc.found)
+        raise LoadError([error]) from None
     except yaml.YAMLError as exc:
         raise _malformed(exc, text, file) from None
     if root is None:

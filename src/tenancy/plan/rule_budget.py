@@ -7,6 +7,12 @@ on every hypervisor. The count is estimated from the declarations alone, before
 addresses are allocated or anything is built, so a hostile file costs nothing to
 refuse. It is an upper bound: a peer group counts one block per machine (rendering
 may merge consecutive addresses), a two-sided flow counts this side's ports.
+
+Every distinct port of a rule counts at least once (a rule without a local group
+counts once per group, and once for a tenant without machines), so the reader
+refuses, while composing, a file whose rules list more distinct ports than the
+budget (``tenancy.contract.yamlguard``): that file could only pass here with another
+error (an unknown peer tenant or group counts nothing).
 """
 
 from __future__ import annotations
@@ -17,10 +23,13 @@ from dataclasses import dataclass
 from tenancy.contract.errors import SpecError
 from tenancy.contract.loader import LoadedSite, LoadedTenant
 from tenancy.contract.models import KEYWORD_ENDPOINTS
+from tenancy.contract.yamlguard import TENANT_RULE_BUDGET
 from tenancy.plan.flows import is_cidr, split_ref
+from tenancy.plan.site_ranges import effective_external
 
-TENANT_BUDGET = 2_000
-"""Rules one tenant's nwfilters may hold: a hundred times what a real tenant declares."""
+TENANT_BUDGET = TENANT_RULE_BUDGET
+"""Rules one tenant's nwfilters may hold: a hundred times what a real tenant declares
+(2,000; defined beside the reader, which refuses the files over it that it can tell)."""
 SITE_BUDGET = 50_000
 """Rules of all tenants of one site together."""
 _RELATED = 5  # other large tenants named beside a site budget error
@@ -43,10 +52,22 @@ def group_sizes(tenant: LoadedTenant) -> dict[str, int]:
     return sizes
 
 
-def peer_blocks(peer: str, tenants: Mapping[str, LoadedTenant], site: LoadedSite) -> int:
+def keyword_blocks(site: LoadedSite) -> dict[str, int]:
+    """Address blocks of each keyword endpoint as flows use them (``internet`` without the
+    site's own ranges: ``0.0.0.0/0`` minus a few pools is dozens of blocks)."""
+    external = effective_external(site.model)
+    return {k: len(getattr(external, k)) for k in KEYWORD_ENDPOINTS}
+
+
+def peer_blocks(
+    peer: str,
+    tenants: Mapping[str, LoadedTenant],
+    site: LoadedSite,
+    keywords: Mapping[str, int] | None = None,
+) -> int:
     """Address blocks a rule's peer endpoint expands into."""
     if peer in KEYWORD_ENDPOINTS:
-        return len(getattr(site.model.external, peer))
+        return (keywords or keyword_blocks(site))[peer]
     if is_cidr(peer):
         return 1
     name, group = split_ref(peer)
@@ -59,10 +80,18 @@ def peer_blocks(peer: str, tenants: Mapping[str, LoadedTenant], site: LoadedSite
 
 
 def count_rules(
-    tenant: LoadedTenant, tenants: Mapping[str, LoadedTenant], site: LoadedSite
+    tenant: LoadedTenant,
+    tenants: Mapping[str, LoadedTenant],
+    site: LoadedSite,
+    keywords: Mapping[str, int] | None = None,
 ) -> RuleCount:
-    """Sum over the tenant's rules of ports x peer blocks x local groups it applies to."""
-    groups = len(group_sizes(tenant))
+    """Sum over the tenant's rules of ports x peer blocks x local groups it applies to.
+
+    A rule without a local group applies to every group, and counts once without any
+    machines: its ports are declared all the same (the reader's bound relies on it).
+    """
+    groups = max(1, len(group_sizes(tenant)))
+    keywords = keywords or keyword_blocks(site)
     fw = tenant.model.spec.firewall
     declared: list[tuple[str, str, str | None, list[str]]] = [
         (f"spec.firewall.ingress[{i}]", r.source, r.to, r.ports) for i, r in enumerate(fw.ingress)
@@ -72,7 +101,9 @@ def count_rules(
     ]
     total, largest, largest_field = 0, 0, "spec.firewall"
     for field, peer, local, ports in declared:
-        count = len(set(ports)) * peer_blocks(peer, tenants, site) * (1 if local else groups)
+        count = (
+            len(set(ports)) * peer_blocks(peer, tenants, site, keywords) * (1 if local else groups)
+        )
         total += count
         if count > largest:
             largest, largest_field = count, field
@@ -92,8 +123,9 @@ def check_rule_budget(
     ``site`` are checked. Errors point at each tenant's ``spec.firewall``.
     """
     name = site.model.name
+    keywords = keyword_blocks(site)
     counts = {
-        n: count_rules(t, tenants, site)
+        n: count_rules(t, tenants, site, keywords)
         for n, t in sorted(tenants.items())
         if t.model.spec.site == name
     }
