@@ -147,8 +147,7 @@ def _plan_paths(
     wanted = set(sites) if sites else {t.model.spec.site for t in by_name.values()}
     loaded_sites, ledgers = _load_sites(root, wanted, sites or [], by_name, result.problems)
     _cross_check(by_name, loaded_sites, result.problems)
-    _check_names(by_name, loaded_sites, ledgers, result.problems)
-    _check_addresses(by_name, loaded_sites, ledgers, result.problems)
+    _check_each_site(by_name, loaded_sites, ledgers, result.problems)
     if result.problems.errors:
         return result
     for site_name in sorted(wanted):
@@ -287,31 +286,21 @@ def _cross_check(
         problems.extend(check_rule_budget(by_name, site))
 
 
-def _check_names(
+def _check_each_site(
     by_name: dict[str, LoadedTenant],
     sites: dict[str, LoadedSite],
     ledgers: dict[str, tuple[Ledger, str]],
     problems: ErrorList,
 ) -> None:
-    """Derived names unique per site; the ledger's tenants keep theirs, newcomers rename."""
+    """Per site: derived names unique (the ledger's tenants keep theirs, newcomers
+    rename), the site's ranges, each tenant's segment and CIDR endpoints, zone rules."""
     for site_name, site in sorted(sites.items()):
-        ledger = ledgers.get(site_name)
-        existing = ledger[0].tenants if ledger is not None else {}
-        problems.extend(check_derived_names(site, _on_site(by_name, site_name), existing))
-
-
-def _check_addresses(
-    by_name: dict[str, LoadedTenant],
-    sites: dict[str, LoadedSite],
-    ledgers: dict[str, tuple[Ledger, str]],
-    problems: ErrorList,
-) -> None:
-    """The site's ranges, each tenant's segment and CIDR endpoints, and the zone rules."""
-    for site_name, site in sorted(sites.items()):
-        problems.extend(check_site_ranges(site))
         tenants = _on_site(by_name, site_name)
         ledger = ledgers.get(site_name)
-        known = {n: e.cidr for n, e in ledger[0].tenants.items()} if ledger else {}
+        recorded = ledger[0].tenants if ledger is not None else {}
+        problems.extend(check_derived_names(site, tenants, recorded))
+        problems.extend(check_site_ranges(site))
+        known = {n: e.cidr for n, e in recorded.items()}
         known.update(
             {n: t.model.spec.network.cidr for n, t in tenants.items() if t.model.spec.network.cidr}
         )
