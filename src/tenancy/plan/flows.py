@@ -39,6 +39,32 @@ def is_cidr(ref: str) -> bool:
     return "/" in ref and ref[0].isdigit()
 
 
+@dataclass(frozen=True)
+class Declared:
+    """One rule a tenant declares, either direction, with where it was written."""
+
+    direction: Literal["ingress", "egress"]
+    index: int
+    peer_key: str  # "from" for ingress, "to" for egress
+    peer: str
+    local_group: str | None
+    ports: list[str]
+
+    @property
+    def field(self) -> str:
+        return f"spec.firewall.{self.direction}[{self.index}]"
+
+
+def declared_rules(t: LoadedTenant) -> list[Declared]:
+    """Every rule of a tenant's firewall, ingress first (the checks' common walk)."""
+    fw = t.model.spec.firewall
+    rules = [
+        Declared("ingress", i, "from", r.source, r.to, r.ports) for i, r in enumerate(fw.ingress)
+    ]
+    rules += [Declared("egress", j, "to", r.to, r.source, r.ports) for j, r in enumerate(fw.egress)]
+    return rules
+
+
 def _ports(specs: list[str]) -> list[PortRange]:
     return sorted({parse_port(p) for p in specs})
 

@@ -24,7 +24,7 @@ from tenancy.contract.errors import SpecError
 from tenancy.contract.loader import LoadedSite, LoadedTenant
 from tenancy.contract.models import KEYWORD_ENDPOINTS
 from tenancy.contract.yamlguard import TENANT_RULE_BUDGET
-from tenancy.plan.flows import is_cidr, split_ref
+from tenancy.plan.flows import declared_rules, is_cidr, split_ref
 from tenancy.plan.site_ranges import effective_external
 
 TENANT_BUDGET = TENANT_RULE_BUDGET
@@ -92,15 +92,9 @@ def count_rules(
     """
     groups = max(1, len(group_sizes(tenant)))
     keywords = keywords or keyword_blocks(site)
-    fw = tenant.model.spec.firewall
-    declared: list[tuple[str, str, str | None, list[str]]] = [
-        (f"spec.firewall.ingress[{i}]", r.source, r.to, r.ports) for i, r in enumerate(fw.ingress)
-    ]
-    declared += [
-        (f"spec.firewall.egress[{j}]", r.to, r.source, r.ports) for j, r in enumerate(fw.egress)
-    ]
     total, largest, largest_field = 0, 0, "spec.firewall"
-    for field, peer, local, ports in declared:
+    for rule in declared_rules(tenant):
+        field, peer, local, ports = rule.field, rule.peer, rule.local_group, rule.ports
         count = (
             len(set(ports)) * peer_blocks(peer, tenants, site, keywords) * (1 if local else groups)
         )

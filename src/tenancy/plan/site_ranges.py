@@ -20,7 +20,7 @@ from tenancy.contract.errors import Location, SpecError
 from tenancy.contract.loader import LoadedSite, LoadedTenant
 from tenancy.contract.models import ZONES, ExternalNetworks, Site
 from tenancy.contract.yamldoc import format_path
-from tenancy.plan.flows import is_cidr
+from tenancy.plan.flows import declared_rules, is_cidr
 
 
 @dataclass(frozen=True)
@@ -155,10 +155,9 @@ def check_cidr_endpoints(
     the error can say which tenant a CIDR covers.
     """
     errors: list[SpecError] = []
-    rules = [("ingress", i, "from", r.source) for i, r in enumerate(t.model.spec.firewall.ingress)]
-    rules += [("egress", j, "to", r.to) for j, r in enumerate(t.model.spec.firewall.egress)]
     owned = owned_ranges(site)
-    for direction, index, key, peer in rules:
+    for rule in declared_rules(t):
+        direction, index, key, peer = rule.direction, rule.index, rule.peer_key, rule.peer
         if not is_cidr(peer):
             continue
         net = IPv4Network(peer)

@@ -15,7 +15,7 @@ from tenancy.contract.errors import SpecError
 from tenancy.contract.loader import LoadedTenant
 from tenancy.contract.models import KEYWORD_ENDPOINTS, Site
 from tenancy.contract.types import PortRange, parse_port
-from tenancy.plan.flows import is_cidr, split_ref
+from tenancy.plan.flows import declared_rules, is_cidr, split_ref
 from tenancy.plan.site_ranges import cidr_classes
 
 
@@ -45,15 +45,15 @@ def check_zone_rules(
 ) -> list[SpecError]:
     """Located errors for every declared flow the site's zone rules do not allow."""
     zone = t.model.spec.zone
-    rules = [
-        ("ingress", i, "from", r.source, r.ports)
-        for i, r in enumerate(t.model.spec.firewall.ingress)
-    ]
-    rules += [
-        ("egress", j, "to", r.to, r.ports) for j, r in enumerate(t.model.spec.firewall.egress)
-    ]
     errors: list[SpecError] = []
-    for direction, index, key, peer, ports in rules:
+    for rule in declared_rules(t):
+        direction, index, key, peer, ports = (
+            rule.direction,
+            rule.index,
+            rule.peer_key,
+            rule.peer,
+            rule.ports,
+        )
         for cls in sorted(peer_classes(peer, tenants, site)):
             allowed = site.zone_rules.allowed(zone, cls)
             if allowed == "any":
