@@ -208,7 +208,7 @@ def hostile_numbers(i: int, rng: random.Random) -> str:
     doc = tenant_doc(i, 2, rng)
     spec: dict[str, Any] = doc["spec"]  # type: ignore[assignment]
     spec["machines"][0]["count"] = "@hex"
-    spec["quota"] = {"vcpus": "@bin", "memoryGiB": "@float", "storageGiB": "@b60"}
+    spec["quotaRequest"] = {"vcpus": "@bin", "memoryGiB": "@float", "storageGiB": "@b60"}
     chars = HOSTILE_KB * 1024 // 4
     values = {
         "@hex": "0x" + "f" * chars,

@@ -94,3 +94,15 @@ def edit_site(root: Path, site: str, **changes: Any) -> None:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     data["config"]["tenancy:site"].update(changes)
     path.write_text("---\n" + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def grant_quota(root: Path, site: str, tenant: str, **quota: int) -> None:
+    """Ops' grant for ``tenant`` in a project copy's ``stacks/quotas.<site>.yaml``."""
+    path = root / "stacks" / f"quotas.{site}.yaml"
+    data: dict[str, Any] = (
+        yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.exists()
+        else {"apiVersion": "tenancy/v1", "kind": "QuotaGrants", "site": site, "tenants": {}}
+    )
+    data["tenants"][tenant] = quota
+    path.write_text("---\n" + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

@@ -272,6 +272,23 @@ def test_new_scaffold_validates(cli: Cli, project: Path) -> None:
     assert "name: tax-office" in text and "site: dc-east" in text and "zone: extranet" in text
     assert "tenancy validate tenants/tax-office.yaml" in text  # relative, not /tmp/...
     assert str(project) not in text
+    # without a default quota on the site, a new tenant is refused until ops grant one
+    site = project / "stacks" / "Pulumi.dc-east.yaml"
+    text = site.read_text(encoding="utf-8")
+    site.write_text(
+        "\n".join(line for line in text.splitlines() if "defaultQuota:" not in line) + "\n",
+        encoding="utf-8",
+    )
+    refused = cli("--root", project, "validate", path)
+    assert refused.code == EXIT_INVALID, refused
+    assert "tenants/tax-office.yaml:8:" in refused.out
+    assert "no quota is granted" in refused.out and "stacks/quotas.dc-east.yaml" in refused.out
+    grants = project / "stacks" / "quotas.dc-east.yaml"
+    grants.write_text(
+        grants.read_text(encoding="utf-8")
+        + "  tax-office: {vcpus: 8, memoryGiB: 32, storageGiB: 50, machines: 1}\n",
+        encoding="utf-8",
+    )
     check = cli("--root", project, "validate", path)
     assert check.code == EXIT_OK, check
     plan = cli("--root", project, "plan", "--site", "dc-east", "--format", "json")

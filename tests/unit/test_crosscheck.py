@@ -99,22 +99,91 @@ def test_broken_site_file_is_located(project: Path) -> None:
 # --------------------------------------------------------------------------- quota
 
 
-def test_explicit_quota(project: Path) -> None:
-    path = write_data(project, "broken/over-quota.yaml")
+def grant(project: Path, site: str, tenant: str, line: str) -> Path:
+    """Add ops' grant for ``tenant`` (a flow mapping) to the site's grants file."""
+    path = project / "stacks" / f"quotas.{site}.yaml"
+    path.write_text(path.read_text(encoding="utf-8") + f"  {tenant}: {line}\n", encoding="utf-8")
+    return path
+
+
+def test_the_grant_limits_not_the_request(project: Path) -> None:
+    path = write_data(project, "broken/over-quota.yaml")  # asks for 4,096 vCPUs
+    grants = grant(project, "local", "over-quota", "{vcpus: 2, memoryGiB: 1, storageGiB: 10}")
     errors = errors_of(validate(project), "tenants/over-quota.yaml")
-    assert {e.field for e in errors} == {
-        "spec.quota.vcpus",
-        "spec.quota.memoryGiB",
-        "spec.quota.storageGiB",
+    assert {e.message for e in errors} == {
+        "vcpus over the quota ops granted",
+        "memoryGiB over the quota ops granted",
+        "storageGiB over the quota ops granted",
     }
-    vcpus = find(errors, field="spec.quota.vcpus")
-    assert vcpus.message == "machines exceed the tenant quota"
-    assert (vcpus.expected, vcpus.found) == ("at most 2 vcpus", "3 requested")
-    assert vcpus.location.line == line_of(path, "quota:")
-    memory = find(errors, field="spec.quota.memoryGiB")
-    assert memory.found == "2 requested"  # 3 x 512 MiB, rounded up to whole GiB
-    storage = find(errors, field="spec.quota.storageGiB")
-    assert storage.found == "12 requested"
+    vcpus = find(errors, message="vcpus over")
+    assert vcpus.field == "spec.machines"
+    assert vcpus.expected == "at most 2 vcpus (granted in stacks/quotas.local.yaml)"
+    assert vcpus.found == "5 requested"
+    assert vcpus.location.line == line_of(path, "  machines:")
+    # both files named: the tenant's line and ops' grant line
+    assert [(r.file, r.line) for r in vcpus.related] == [
+        ("stacks/quotas.local.yaml", line_of(grants, "over-quota:"))
+    ]
+    memory = find(errors, message="memoryGiB over")
+    assert memory.found == "3 requested"  # 5 x 512 MiB, rounded up to whole GiB
+    storage = find(errors, message="storageGiB over")
+    assert storage.found == "20 requested"
+
+
+def test_a_request_within_the_grant_plans_and_is_shown(project: Path) -> None:
+    write_data(project, "broken/over-quota.yaml")
+    grant(project, "local", "over-quota", "{vcpus: 5, memoryGiB: 3, storageGiB: 20, machines: 5}")
+    result = validate(project)
+    assert result.ok, [str(e) for e in result.problems.errors]
+    (plan,) = [t for t in result.plans["local"].tenants if t.name == "over-quota"]
+    assert plan.quota == {
+        "vcpus": 5,
+        "memoryGiB": 3,
+        "storageGiB": 20,
+        "machines": 5,
+        "addresses": 256,
+    }
+    assert plan.quota_source == "stacks/quotas.local.yaml"
+    assert plan.quota_request == {
+        "vcpus": 4096,
+        "memoryGiB": 65536,
+        "storageGiB": 100000,
+        "machines": 40,
+    }
+    assert plan.usage == {
+        "vcpus": 5,
+        "memoryGiB": 3,
+        "storageGiB": 20,
+        "machines": 5,
+        "addresses": 256,
+    }
+
+
+def test_machines_and_addresses_count(project: Path) -> None:
+    doc = tenant_doc(
+        "squat",
+        network={"cidr": "10.30.64.0/22"},
+        machines=[{"name": "w", "count": 3, "flavor": "tiny", "image": "debian-12"}],
+    )
+    path = write_tenant(project, doc)
+    grant(
+        project,
+        "local",
+        "squat",
+        "{vcpus: 4, memoryGiB: 4, storageGiB: 60, machines: 2, addresses: 256}",
+    )
+    pools = {"intranet": "10.30.0.0/16", "extranet": "10.40.0.0/16", "segmentPrefix": 24}
+    edit_site(project, "local", addressPools={**pools, "explicitPrefixes": [22, 28]})
+    errors = errors_of(validate(project), "tenants/squat.yaml")
+    machines = find(errors, message="machines over")
+    assert (machines.expected, machines.found) == (
+        "at most 2 machines (granted in stacks/quotas.local.yaml)",
+        "3 requested",
+    )
+    addresses = find(errors, message="addresses over")
+    assert addresses.field == "spec.network.cidr"
+    assert addresses.location.line == line_of(path, "cidr:")
+    assert addresses.found == "1024 requested"
 
 
 def test_site_default_quota(project: Path) -> None:
@@ -124,10 +193,40 @@ def test_site_default_quota(project: Path) -> None:
     )
     path = write_tenant(project, doc)
     errors = errors_of(validate(project), "tenants/big.yaml")
-    error = find(errors, field="spec.quota.vcpus")
-    assert error.expected == "at most 4 vcpus (site default)"
+    error = find(errors, message="vcpus over")
+    assert error.expected == "at most 4 vcpus (granted in stacks/Pulumi.local.yaml defaultQuota)"
     assert error.found == "5 requested"
     assert error.location.line == line_of(path, "machines:")
+    assert [r.file for r in error.related] == ["stacks/Pulumi.local.yaml"]
+
+
+def test_no_grant_and_no_default_refuses_the_tenant(project: Path) -> None:
+    stack = project / "stacks" / "Pulumi.local.yaml"
+    text = stack.read_text(encoding="utf-8")
+    stack.write_text(
+        "\n".join(line for line in text.splitlines() if "defaultQuota:" not in line) + "\n",
+        encoding="utf-8",
+    )
+    write_tenant(project, tenant_doc("newcomer"))
+    errors = errors_of(validate(project), "tenants/newcomer.yaml")
+    error = find(errors, field="metadata.name")
+    assert error.message == "no quota is granted to this tenant"
+    assert "tenants.newcomer in stacks/quotas.local.yaml" in error.expected
+    # the granted ones still plan: only the grants file decides
+    assert not errors_of(validate(project), "tenants/hr.yaml")
+
+
+def test_grants_file_is_checked(project: Path) -> None:
+    path = grant(project, "local", "ghost", "{vcpus: lots, memoryGiB: 2, storageGiB: 20}")
+    error = find(errors_of(validate(project)), location="stacks/quotas.local.yaml")
+    assert error.field == "tenants.ghost.vcpus"
+    assert error.location.line == line_of(path, "vcpus: lots")
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("lots", "2").replace("site: local", "site: x"),
+        encoding="utf-8",
+    )
+    error = find(errors_of(validate(project)), field="site")
+    assert (error.message, error.found) == ("grants belong to another site", "'x'")
 
 
 def test_quota_counts_volumes_and_disks(project: Path) -> None:
@@ -148,7 +247,13 @@ def test_quota_counts_volumes_and_disks(project: Path) -> None:
     tenant, errors = load_tenant(path)
     site, site_errors = load_site(project / "stacks" / "Pulumi.local.yaml", "local")
     assert tenant and site and not errors and not site_errors
-    assert usage(tenant, site) == {"vcpus": 2, "memoryGiB": 2, "storageGiB": 24}
+    assert usage(tenant, site) == {
+        "vcpus": 2,
+        "memoryGiB": 2,
+        "storageGiB": 24,
+        "machines": 2,
+        "addresses": 256,
+    }
 
 
 # --------------------------------------------------------------------------- references

@@ -52,7 +52,7 @@ def base() -> Doc:
         ingress=[{"from": "intranet", "to": "web", "ports": ["443/tcp"]}],
         egress=[{"to": "internet", "ports": ["443/tcp"]}],
     )
-    doc["spec"]["quota"] = {"vcpus": 4, "memoryGiB": 4, "storageGiB": 60}
+    doc["spec"]["quotaRequest"] = {"vcpus": 4, "memoryGiB": 4, "storageGiB": 60}
     doc["spec"]["network"] = {"cidr": "10.30.9.0/24"}
     doc["spec"]["policies"] = ["baseline"]
     return doc
@@ -119,8 +119,8 @@ INVALID: list[tuple[str, str, Any, str, str]] = [
     ("cidr-no-prefix", "spec.network.cidr", "10.30.9.0", "prefix", ""),
     ("cidr-garbage", "spec.network.cidr", "ten.0.0.0/8", "CIDR", ""),
     ("cidr-v6", "spec.network.cidr", "fd00::/64", "IPv4", ""),
-    ("quota-zero", "spec.quota.vcpus", 0, "greater than or equal", ""),
-    ("quota-str", "spec.quota.memoryGiB", "4", "integer", "'4'"),
+    ("quota-zero", "spec.quotaRequest.vcpus", 0, "greater than or equal", ""),
+    ("quota-str", "spec.quotaRequest.memoryGiB", "4", "integer", "'4'"),
     ("count-str", M + "count", "2", "integer", "'2'"),
     ("count-bool", M + "count", True, "integer", "true"),
     ("count-float", M + "count", 2.0, "integer", "2.0"),
@@ -214,9 +214,17 @@ def test_missing_required_keys(tmp_path: Path, path: str, field: str) -> None:
     [
         ("colour", "colour", "apiVersion, kind, metadata, spec"),
         ("metadata.team", "metadata.team", "name, displayName, owner"),
-        ("spec.size", "spec.size", "site, zone, network, quota, machines, firewall, policies"),
+        (
+            "spec.size",
+            "spec.size",
+            "site, zone, network, quotaRequest, machines, firewall, policies",
+        ),
         ("spec.network.vlan", "spec.network.vlan", "cidr"),
-        ("spec.quota.gpus", "spec.quota.gpus", "vcpus, memoryGiB, storageGiB"),
+        (
+            "spec.quotaRequest.gpus",
+            "spec.quotaRequest.gpus",
+            "vcpus, memoryGiB, storageGiB, machines, addresses",
+        ),
         ("spec.machines.0.cpus", "spec.machines[0].cpus", "name, count, flavor, image, diskGiB"),
         ("spec.machines.0.volumes.0.iops", "spec.machines[0].volumes[0].iops", "sizeGiB, pool"),
         ("spec.firewall.deny", "spec.firewall.deny", "ingress, egress"),
@@ -233,6 +241,16 @@ def test_unknown_keys_name_the_allowed_keys(
     assert error.message == "unknown key"
     assert allowed in error.expected
     assert error.found == repr(field.rsplit(".", 1)[-1])
+
+
+def test_a_self_granted_quota_is_refused_with_where_grants_live(tmp_path: Path) -> None:
+    doc = base()
+    doc["spec"]["quota"] = {"vcpus": 4096, "memoryGiB": 65536, "storageGiB": 1_000_000}
+    error = find(check(tmp_path, doc), field="spec.quota")
+    assert error.message == "quotas are granted by ops, not by the tenant file"
+    assert "spec.quotaRequest" in error.expected
+    assert "stacks/quotas.<site>.yaml" in error.expected
+    assert error.location.line > 0
 
 
 def test_empty_key_is_named(tmp_path: Path) -> None:
@@ -363,7 +381,7 @@ def test_path_name_data_file(tmp_path: Path) -> None:
 
 def test_defaults() -> None:
     doc = base()
-    del doc["spec"]["quota"], doc["spec"]["network"], doc["spec"]["policies"]
+    del doc["spec"]["quotaRequest"], doc["spec"]["network"], doc["spec"]["policies"]
     del doc["spec"]["firewall"]
     machine = doc["spec"]["machines"][0]
     for key in ("count", "diskGiB", "role", "volumes"):
@@ -372,7 +390,7 @@ def test_defaults() -> None:
     m = spec.spec.machines[0]
     assert (m.count, m.disk_gib, m.role, m.group, m.protect) == (1, 10, None, "app", False)
     assert m.instance_names() == ["app-1"]
-    assert spec.spec.quota is None and spec.spec.network.cidr is None
+    assert spec.spec.quota_request is None and spec.spec.network.cidr is None
     assert spec.spec.policies == ["baseline"]
     assert spec.spec.firewall.ingress == [] and spec.groups() == {"app"}
 
@@ -444,7 +462,7 @@ def test_site_vlan_range_from_yaml(tmp_path: Path) -> None:
         (mutate("flavors.Big", {"vcpus": 1, "memoryMiB": 512}), "flavors", "DNS labels"),
         (mutate("flavors.tiny.memoryMiB", 64), "flavors.tiny.memoryMiB", "greater"),
         (mutate("external.internet", []), "external.internet", "at least 1"),
-        (mutate("defaultQuota", None), "defaultQuota", "Quota"),
+        (mutate("defaultQuota.machines", -1), "defaultQuota.machines", "greater"),
     ],
 )
 def test_invalid_site_values(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from tests.support.problems import errors_of, find
-from tests.support.project import REPO, tenant_doc, write_tenant
+from tests.support.project import REPO, grant_quota, tenant_doc, write_tenant
 
 from tenancy.contract.models import Site
 from tenancy.plan.ledger import ledger_path, write_ledger
@@ -235,8 +235,8 @@ def test_existing_machine_stays_when_a_new_one_arrives(project: Path) -> None:
         "aa",
         site="dc-east",
         machines=[{"name": f"g{i}", "flavor": "db", "image": "debian-12"} for i in range(10)],
-        quota={"vcpus": 512, "memoryGiB": 1024, "storageGiB": 5000},
     )
+    grant_quota(project, "dc-east", "aa", vcpus=512, memoryGiB=1024, storageGiB=5000)
     write_tenant(project, hog)
     after = plan_paths(project, sites=["dc-east"])
     assert after.ok, [str(e) for e in after.problems.errors]
@@ -255,8 +255,8 @@ def test_unplaceable_machine_error(project: Path) -> None:
     doc = tenant_doc(
         "aa",
         machines=[{"name": "w", "count": 20, "flavor": "medium", "image": "debian-12"}],
-        quota={"vcpus": 100, "memoryGiB": 100, "storageGiB": 1000},
     )
+    grant_quota(project, "local", "aa", vcpus=100, memoryGiB=100, storageGiB=1000, machines=20)
     write_tenant(project, doc)
     result = plan_paths(project)
     assert result.plans == {}

@@ -17,7 +17,13 @@ import pytest
 import yaml
 from tests.support.cli import CliResult
 from tests.support.problems import assert_located, errors_of, find
-from tests.support.project import EXAMPLE_TENANTS, copy_project, tenant_doc, write_tenant
+from tests.support.project import (
+    EXAMPLE_TENANTS,
+    copy_project,
+    grant_quota,
+    tenant_doc,
+    write_tenant,
+)
 
 from tenancy.plan import names
 from tenancy.plan.ledger import Ledger, SegmentEntry, ledger_path, read_ledger
@@ -110,8 +116,23 @@ def test_plan_contents(project: Path) -> None:
     assert finance.segment.cidr == "10.30.2.0/24"  # explicit
     assert (finance.segment.gateway, finance.segment.prefix) == ("10.30.2.1", 24)
     assert finance.file == "tenants/finance.yaml"
-    assert finance.quota == {"vcpus": 32, "memoryGiB": 96, "storageGiB": 1500}
-    assert finance.usage == {"vcpus": 12, "memoryGiB": 40, "storageGiB": 580}
+    # the grant ops wrote in stacks/quotas.dc-east.yaml, not the tenant's request
+    assert finance.quota == {
+        "vcpus": 32,
+        "memoryGiB": 96,
+        "storageGiB": 1500,
+        "machines": 4,
+        "addresses": 256,
+    }
+    assert finance.quota_source == "stacks/quotas.dc-east.yaml"
+    assert finance.quota_request["vcpus"] == 32
+    assert finance.usage == {
+        "vcpus": 12,
+        "memoryGiB": 40,
+        "storageGiB": 580,
+        "machines": 3,
+        "addresses": 256,
+    }
     db = next(m for m in finance.machines if m.machine == "db")
     assert (db.domain, db.group, db.protect, db.address) == (
         "finance-db-1",
@@ -329,8 +350,8 @@ def test_segment_too_small_for_its_machines(project: Path) -> None:
         "aa",
         network={"cidr": "10.30.9.0/28"},
         machines=[{"name": "w", "count": 6, "flavor": "tiny", "image": "debian-12", "diskGiB": 3}],
-        quota={"vcpus": 8, "memoryGiB": 8, "storageGiB": 60},
     )
+    grant_quota(project, "local", "aa", vcpus=8, memoryGiB=8, storageGiB=60, addresses=16)
     write_tenant(project, doc)
     error = find(errors_of(plan_paths(project)), message="too small for 6 machines")
     assert error.message == "segment 10.30.9.0/28 too small for 6 machines"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from tests.support.problems import assert_located, errors_of, find
-from tests.support.project import OPEN_ZONES, edit_site, tenant_doc, write_tenant
+from tests.support.project import OPEN_ZONES, edit_site, grant_quota, tenant_doc, write_tenant
 
 from tenancy.contract.loader import load_site
 from tenancy.plan.planner import PlanResult, plan_paths
@@ -47,6 +47,7 @@ def test_a_segment_stays_in_its_zone_pool(project: Path, cidr: str, message: str
 
 def test_a_segment_size_the_site_states(project: Path) -> None:
     write_tenant(project, tenant_doc("aa", network={"cidr": "10.30.0.0/20"}))
+    grant_quota(project, "local", "aa", vcpus=1, memoryGiB=1, storageGiB=10, addresses=4096)
     error = find(errors_of(validate(project)), message="segment size not allowed")
     assert error.expected == "a /22 to /28"  # local: segmentPrefix 24, default range
     edit_site(

@@ -4,29 +4,80 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
 
-from tenancy.contract.errors import SpecError
+from tenancy.contract.errors import Location, SpecError
 from tenancy.contract.loader import LoadedSite, LoadedTenant
 from tenancy.contract.models import KEYWORD_ENDPOINTS, Quota
 
 PortKey = tuple[str, ...]
 
 
-def effective_quota(tenant: LoadedTenant, site: LoadedSite) -> Quota:
-    return tenant.model.spec.quota or site.model.default_quota
+@dataclass(frozen=True)
+class Grant:
+    """A tenant's quota and where ops wrote it (``None``: nobody granted one)."""
+
+    quota: Quota | None
+    source: str
+    """``stacks/quotas.local.yaml`` or ``stacks/Pulumi.local.yaml defaultQuota``."""
+    location: Location | None
+
+
+def effective_grant(tenant: LoadedTenant, site: LoadedSite) -> Grant:
+    """The grant of ``tenant``: its entry in the site's grants file, else the site default."""
+    grants = site.grants
+    name = tenant.model.name
+    if grants is not None and name in grants.model.tenants:
+        return Grant(grants.model.tenants[name], grants.file, grants.locate(name))
+    default = site.model.default_quota
+    where = site.locate("defaultQuota") if default is not None else None
+    return Grant(default, f"{site.doc.file} defaultQuota", where)
+
+
+def grants_file_for(site: LoadedSite) -> str:
+    """The grants file of ``site`` as errors show it (next to its stack file)."""
+    return str(PurePosixPath(site.doc.file).with_name(f"quotas.{site.model.name}.yaml"))
+
+
+def segment_size(tenant: LoadedTenant, site: LoadedSite) -> int:
+    """Addresses the tenant's segment takes from the pool: its own CIDR, else a site segment."""
+    cidr = tenant.model.spec.network.cidr
+    if cidr is not None:
+        return ipaddress.IPv4Network(cidr).num_addresses
+    return 1 << (32 - site.model.address_pools.segment_prefix)
+
+
+def granted_limits(grant: Quota, site: LoadedSite) -> dict[str, int]:
+    """The grant as the plan's numbers (an omitted address grant is one site segment)."""
+    addresses = grant.addresses or 1 << (32 - site.model.address_pools.segment_prefix)
+    return {
+        "vcpus": grant.vcpus,
+        "memoryGiB": grant.memory_gib,
+        "storageGiB": grant.storage_gib,
+        "machines": grant.machines,
+        "addresses": addresses,
+    }
 
 
 def usage(tenant: LoadedTenant, site: LoadedSite) -> dict[str, int]:
-    """vCPUs, memory (GiB, rounded up) and storage (GiB) the tenant asks for."""
-    vcpus = memory_mib = storage = 0
+    """vCPUs, memory (GiB, rounded up), storage (GiB), instances and segment addresses."""
+    vcpus = memory_mib = storage = machines = 0
     for m in tenant.model.spec.machines:
+        machines += m.count
         flavor = site.model.flavors.get(m.flavor)
         if flavor is None:
             continue
         vcpus += flavor.vcpus * m.count
         memory_mib += flavor.memory_mib * m.count
         storage += (m.disk_gib + sum(v.size_gib for v in m.volumes)) * m.count
-    return {"vcpus": vcpus, "memoryGiB": -(-memory_mib // 1024), "storageGiB": storage}
+    return {
+        "vcpus": vcpus,
+        "memoryGiB": -(-memory_mib // 1024),
+        "storageGiB": storage,
+        "machines": machines,
+        "addresses": segment_size(tenant, site),
+    }
 
 
 def _catalogue_lookups(
@@ -83,22 +134,44 @@ def check_against_site(tenant: LoadedTenant, site: LoadedSite) -> list[SpecError
         for path, what, name, known, expected in _catalogue_lookups(tenant, site)
         if name not in known
     ]
-    quota = effective_quota(tenant, site)
-    used = usage(tenant, site)
-    limits = {"vcpus": quota.vcpus, "memoryGiB": quota.memory_gib, "storageGiB": quota.storage_gib}
-    for key, limit in limits.items():
-        if used[key] > limit:
-            where = ("spec", "quota", key) if tenant.model.spec.quota else ("spec", "machines")
-            errors.append(
-                SpecError(
-                    tenant.locate(*where),
-                    f"spec.quota.{key}",
-                    "machines exceed the tenant quota",
-                    f"at most {limit} {key}"
-                    + ("" if tenant.model.spec.quota else " (site default)"),
-                    f"{used[key]} requested",
-                )
+    return errors + check_grant(tenant, site)
+
+
+def check_grant(tenant: LoadedTenant, site: LoadedSite) -> list[SpecError]:
+    """The tenant's machines and segment fit the quota ops granted it (never its own request)."""
+    grant = effective_grant(tenant, site)
+    if grant.quota is None:
+        return [
+            SpecError(
+                tenant.locate("metadata", "name"),
+                "metadata.name",
+                "no quota is granted to this tenant",
+                f"an entry tenants.{tenant.model.name} in "
+                f"{grants_file_for(site)} (ops grant it) or a defaultQuota in {site.doc.file}",
+                repr(tenant.model.name),
             )
+        ]
+    used = usage(tenant, site)
+    related = (grant.location,) if grant.location is not None else ()
+    errors: list[SpecError] = []
+    for key, limit in granted_limits(grant.quota, site).items():
+        if used[key] <= limit:
+            continue
+        if key == "addresses":
+            explicit = tenant.model.spec.network.cidr is not None
+            where: tuple[str | int, ...] = ("spec", "network", "cidr") if explicit else ("spec",)
+        else:
+            where = ("spec", "machines")
+        errors.append(
+            SpecError(
+                tenant.locate(*where),
+                _field(where),
+                f"{key} over the quota ops granted",
+                f"at most {limit} {key} (granted in {grant.source})",
+                f"{used[key]} requested",
+                related=related,
+            )
+        )
     return errors
 
 

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import os
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, get_args, get_origin
 
-from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
+from pydantic import ValidationError
 
 from tenancy.contract.errors import Location, SpecError, describe
+from tenancy.contract.grants import LoadedGrants, grants_path, load_grants
 from tenancy.contract.models import Site, Tenant
-from tenancy.contract.text import excerpt
-from tenancy.contract.types import PATTERN_HELP, TYPE_DESCRIPTIONS
+from tenancy.contract.validation_errors import pydantic_errors
 from tenancy.contract.yamldoc import Document, PathKey, format_path
 from tenancy.contract.yamlsource import LoadError, load_file
 
@@ -43,151 +39,11 @@ class LoadedSite:
     model: Site
     doc: Document
     prefix: PathKey
+    grants: LoadedGrants | None = None
+    """``stacks/quotas.<site>.yaml``, when the site has one."""
 
     def locate(self, *path: str | int) -> Location:
         return self.doc.locate((*self.prefix, *path))
-
-
-def pydantic_errors(
-    exc: ValidationError, doc: Document, model: type[BaseModel], prefix: PathKey = ()
-) -> list[SpecError]:
-    """Translate pydantic errors into located errors naming field, expectation and finding."""
-    out: list[SpecError] = []
-    for err in exc.errors(include_url=False):
-        loc: PathKey = tuple(err["loc"])
-        # strip pydantic's internal markers (e.g. function-after[...]) from the path
-        clean: PathKey = tuple(p for p in loc if not (isinstance(p, str) and "[" in p))
-        full = (*prefix, *clean)
-        kind = err["type"]
-        msg = str(err["msg"])
-        found = describe(err.get("input"))
-        if kind == "extra_forbidden":
-            allowed = _allowed_keys(model, clean[:-1])
-            out.append(
-                SpecError(
-                    doc.locate(full),
-                    format_path(full),
-                    "unknown key",
-                    f"one of: {', '.join(allowed)}" if allowed else "no extra keys",
-                    excerpt(str(clean[-1])) if clean else "",
-                )
-            )
-            continue
-        if kind == "missing":
-            out.append(
-                SpecError(
-                    doc.locate(full),
-                    format_path(full),
-                    "required key is missing",
-                    f"a value for {clean[-1]!r}" if clean else "a value",
-                )
-            )
-            continue
-        expected = msg
-        for lead, article in (
-            ("Input should be ", ""),
-            ("Value error, ", ""),
-            ("String should ", "a string that should "),
-            ("List should ", "a list that should "),
-            ("Dictionary should ", "a mapping that should "),
-            ("Tuple should ", "a list that should "),
-        ):
-            if expected.startswith(lead):
-                expected = article + expected[len(lead) :]
-                break
-        if kind == "string_pattern_mismatch":
-            expected = _pattern_expectation(model, clean, err.get("ctx") or {}, expected)
-        out.append(SpecError(doc.locate(full), format_path(full), "invalid value", expected, found))
-    return out
-
-
-def _unwrap(annotation: Any) -> list[Any]:
-    """The model classes an annotation may hold (through Optional, list, dict, Annotated)."""
-    origin = get_origin(annotation)
-    if origin is typing.Annotated:
-        return _unwrap(get_args(annotation)[0])
-    if origin in (list, tuple, set, dict, typing.Union, types.UnionType):
-        found: list[Any] = []
-        for arg in get_args(annotation):
-            found.extend(_unwrap(arg))
-        return found
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return []
-
-
-def _is_mapping(annotation: Any) -> bool:
-    """Whether an annotation (through Optional/Annotated) is a dict of named entries."""
-    origin = get_origin(annotation)
-    if origin is typing.Annotated:
-        return _is_mapping(get_args(annotation)[0])
-    if origin in (typing.Union, types.UnionType):
-        return any(_is_mapping(a) for a in get_args(annotation))
-    return origin is dict
-
-
-def _model_at(model: type[BaseModel], path: PathKey) -> type[BaseModel] | None:
-    current: type[BaseModel] | None = model
-    skip_key = False  # inside a dict field (flavors: {small: ...}) the next key is a name
-    for part in path:
-        if current is None:
-            return None
-        if isinstance(part, int):
-            continue
-        if skip_key:
-            skip_key = False
-            continue
-        match = None
-        for name, info in current.model_fields.items():
-            if part in (name, info.alias):
-                match = info
-                break
-        if match is None:
-            return None
-        candidates = _unwrap(match.annotation)
-        current = candidates[0] if candidates else None
-        skip_key = _is_mapping(match.annotation)
-    return current
-
-
-def _allowed_keys(model: type[BaseModel], path: PathKey) -> list[str]:
-    target = _model_at(model, path)
-    if target is None:
-        return []
-    return [info.alias or name for name, info in target.model_fields.items()]
-
-
-def _pattern_expectation(
-    model: type[BaseModel], path: PathKey, ctx: dict[str, Any], fallback: str
-) -> str:
-    """What a value must look like, in words, plus what the field is for."""
-    shape = PATTERN_HELP.get(str(ctx.get("pattern", "")), "")
-    purpose = _field_description(model, path)
-    if purpose in TYPE_DESCRIPTIONS:  # the type's own description, nothing field-specific
-        purpose = ""
-    if shape and purpose:
-        return f"{shape} ({purpose})"
-    return shape or purpose or fallback
-
-
-def _field_description(model: type[BaseModel], path: PathKey) -> str:
-    item = bool(path) and isinstance(path[-1], int)  # an entry of a list field
-    field_path = path[:-1] if item else path
-    if not field_path or isinstance(field_path[-1], int):
-        return ""
-    parent = _model_at(model, field_path[:-1])
-    if parent is None:
-        return ""
-    for name, info in parent.model_fields.items():
-        if field_path[-1] in (name, info.alias):
-            if not item:
-                return info.description or ""
-            for arg in get_args(info.annotation)[:1]:  # list[Annotated[str, Field(...)]]
-                for meta in get_args(arg)[1:] if get_origin(arg) is typing.Annotated else ():
-                    if isinstance(meta, FieldInfo) and meta.description:
-                        return meta.description
-            return ""
-    return ""
 
 
 def load_tenant(
@@ -213,7 +69,7 @@ def load_tenant(
     try:
         spec = Tenant.model_validate(doc.data)
     except ValidationError as exc:
-        return None, problems + pydantic_errors(exc, doc, Tenant)
+        return None, problems + [_moved(e) for e in pydantic_errors(exc, doc, Tenant)]
     stem = path.name.rsplit(".", 1)[0]
     if spec.metadata.name != stem:
         problems.append(
@@ -228,6 +84,19 @@ def load_tenant(
     if problems:
         return None, problems
     return LoadedTenant(spec, doc), []
+
+
+def _moved(error: SpecError) -> SpecError:
+    """An unknown key that used to exist says where its job went."""
+    if error.field == "spec.quota" and error.message == "unknown key":
+        return SpecError(
+            error.location,
+            error.field,
+            "quotas are granted by ops, not by the tenant file",
+            "spec.quotaRequest (what you ask for); the grant lives in stacks/quotas.<site>.yaml",
+            "spec.quota",
+        )
+    return error
 
 
 def tenant_files(paths: list[Path], root: Path | None = None) -> tuple[list[Path], list[SpecError]]:
@@ -357,6 +226,9 @@ def load_site(
                 repr(spec.name),
             )
         )
+    gpath = grants_path(path.parent, spec.name)
+    grants, errors = load_grants(gpath, spec.name, display_path(gpath, root))
+    problems.extend(errors)
     if problems:
         return None, problems
-    return LoadedSite(spec, doc, prefix), []
+    return LoadedSite(spec, doc, prefix, grants), []

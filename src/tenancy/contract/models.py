@@ -95,9 +95,28 @@ class NetworkSpec(Strict):
 
 
 class Quota(Strict):
+    """What ops grant a tenant: ``stacks/quotas.<site>.yaml``, else the site's default."""
+
     vcpus: int = Field(ge=1, le=4096)
     memory_gib: int = Field(alias="memoryGiB", ge=1, le=65536)
     storage_gib: int = Field(alias="storageGiB", ge=1, le=1_048_576)
+    machines: int = Field(default=16, ge=0, le=4096, description="machine instances in all")
+    addresses: int | None = Field(
+        default=None,
+        ge=16,
+        le=1 << 20,
+        description="segment size in addresses; omitted: one segment of the site's segmentPrefix",
+    )
+
+
+class QuotaRequest(Strict):
+    """What a tenant asks for: shown to reviewers next to the grant, never a limit itself."""
+
+    vcpus: int | None = Field(default=None, ge=1, le=4096)
+    memory_gib: int | None = Field(default=None, alias="memoryGiB", ge=1, le=65536)
+    storage_gib: int | None = Field(default=None, alias="storageGiB", ge=1, le=1_048_576)
+    machines: int | None = Field(default=None, ge=0, le=4096)
+    addresses: int | None = Field(default=None, ge=16, le=1 << 20)
 
 
 class VolumeSpec(Strict):
@@ -171,7 +190,11 @@ class TenantBody(Strict):
     site: DnsLabel
     zone: Literal["intranet", "extranet"]
     network: NetworkSpec = Field(default_factory=NetworkSpec)
-    quota: Quota | None = None
+    quota_request: QuotaRequest | None = Field(
+        default=None,
+        alias="quotaRequest",
+        description="what you ask ops to grant (stacks/quotas.<site>.yaml holds the grant)",
+    )
     machines: list[MachineSpec] = Field(default_factory=list, max_length=128)
     firewall: FirewallSpec = Field(default_factory=FirewallSpec)
     policies: list[DnsLabel] = Field(default_factory=lambda: ["baseline"])
@@ -332,7 +355,11 @@ class Site(Strict):
     flavors: dict[str, FlavorSpec] = Field(min_length=1)
     images: dict[str, ImageSpec] = Field(min_length=1)
     overcommit: Overcommit = Field(default_factory=Overcommit)
-    default_quota: Quota = Field(alias="defaultQuota")
+    default_quota: Quota | None = Field(
+        default=None,
+        alias="defaultQuota",
+        description="the grant of a tenant stacks/quotas.<site>.yaml does not list; omitted: none",
+    )
     backup_schedules: list[DnsLabel] = Field(
         default_factory=lambda: ["none", "daily", "weekly"], alias="backupSchedules"
     )

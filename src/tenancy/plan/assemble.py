@@ -105,7 +105,13 @@ def build_tenant_plan(
     """The tenant's plan: identity, segment, machines, rules, quota and usage."""
     machines = machine_plans(site.model, name, tenant, alloc)
     cidr = alloc.segments[name]
-    quota = crosscheck.effective_quota(tenant, site)
+    grant = crosscheck.effective_grant(tenant, site)
+    if grant.quota is None:  # pragma: no cover - check_grant refused the inputs
+        raise ValueError(f"tenant {name}: no quota granted")
+    usage = crosscheck.usage(tenant, site)
+    usage["addresses"] = ipaddress.IPv4Network(cidr).num_addresses
+    request = tenant.model.spec.quota_request
+    asked = {} if request is None else request.model_dump(by_alias=True, exclude_none=True)
     meta = tenant.model.metadata
     return TenantPlan(
         name=name,
@@ -125,12 +131,10 @@ def build_tenant_plan(
         ),
         machines=machines,
         rules=rules,
-        quota={
-            "vcpus": quota.vcpus,
-            "memoryGiB": quota.memory_gib,
-            "storageGiB": quota.storage_gib,
-        },
-        usage=crosscheck.usage(tenant, site),
+        quota=crosscheck.granted_limits(grant.quota, site),
+        quota_source=grant.source,
+        quota_request=asked,
+        usage=usage,
     )
 
 

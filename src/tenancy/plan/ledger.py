@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from tenancy.contract.errors import SpecError
-from tenancy.contract.loader import pydantic_errors
+from tenancy.contract.validation_errors import pydantic_errors
 from tenancy.contract.yamlsource import LoadError, load_file
 
 LEDGER_VERSION = 1

@@ -72,6 +72,11 @@ class TenantPlan(Frozen):
     machines: list[MachinePlan]
     rules: list[RulePlan]
     quota: dict[str, int]
+    """What ops granted (vcpus, memoryGiB, storageGiB, machines, addresses)."""
+    quota_source: str = ""
+    """Where the grant is written: the site's grants file or its defaultQuota."""
+    quota_request: dict[str, int] = Field(default_factory=dict)
+    """What the tenant's file asks for (``spec.quotaRequest``); never a limit."""
     usage: dict[str, int]
 
 
