@@ -23,7 +23,13 @@ from tenancy.cli.commands import COMMANDS, Command
 
 CLI_DIR = REPO / "src" / "tenancy" / "cli"
 #: The modules every command may use; they import no other module of tenancy.cli.
-SHARED = {"tenancy.cli.commands", "tenancy.cli.errors", "tenancy.cli.options"}
+SHARED = {
+    "tenancy.cli.commands",
+    "tenancy.cli.errors",
+    "tenancy.cli.options",
+    "tenancy.cli.ledger_gate",
+    "tenancy.cli.guardrails",
+}
 #: The entry points: the package exposes the dispatcher's ``main``, ``-m`` runs it.
 ENTRY = {"tenancy.cli": {"tenancy.cli.dispatch"}, "tenancy.cli.__main__": {"tenancy.cli"}}
 COMMAND_MODULES = sorted({c.module for c in COMMANDS.values()})

@@ -13,6 +13,7 @@ import yaml
 
 from tenancy.cli.commands import Subparsers, add_command
 from tenancy.cli.errors import EXIT_INVALID, EXIT_OK, print_problems, usage_error
+from tenancy.cli.ledger_gate import check_ledger
 from tenancy.cli.options import add_approve_moves, add_format, add_site, check_site_arg
 from tenancy.contract.loader import display_path, load_site, site_file
 from tenancy.contract.models import Site, Tenant
@@ -64,7 +65,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return usage_error(problem)
     paths = [Path(p) for p in args.tenants] if args.tenants else None
     moves = frozenset(args.approve_moves)
-    result = plan_paths(project.root, paths, sites=[args.site], approve_moves=moves)
+    released = frozenset(args.release or ())
+    result = plan_paths(
+        project.root, paths, sites=[args.site], approve_moves=moves, release=released
+    )
     if not result.ok:
         print_problems(result)
         print(f"no plan: {len(result.problems.errors)} error(s)", file=sys.stderr)
@@ -84,6 +88,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
         path = ledger_path(project.stacks_dir, args.site)
         changed = write_ledger(path, result.ledgers[args.site])
         print(f"ledger {path}: {'updated' if changed else 'unchanged'}", file=sys.stderr)
+    if args.check_ledger:
+        ledger = result.ledgers[args.site]
+        gate = check_ledger(project, args.site, ledger, args.base_ledger, released)
+        return EXIT_OK if gate else EXIT_INVALID
     return EXIT_OK
 
 
@@ -180,6 +188,25 @@ def register(sub: Subparsers) -> None:
         "--write-ledger",
         action="store_true",
         help="record new allocations in stacks/ledger.<site>.yaml (commit it)",
+    )
+    p.add_argument(
+        "--release",
+        action="append",
+        metavar="TENANT",
+        help="drop TENANT's recorded segment, VLAN and addresses so they are allocated "
+        "anew (after a zone change; every machine of TENANT is rebuilt); repeatable",
+    )
+    p.add_argument(
+        "--check-ledger",
+        action="store_true",
+        help="exit 1 when stacks/ledger.<site>.yaml is not what the tenant files imply "
+        "(a pull request must commit its allocation)",
+    )
+    p.add_argument(
+        "--base-ledger",
+        metavar="FILE",
+        help="with --check-ledger: the base branch's ledger; exit 1 when an allocation "
+        "recorded there moves or is held by another tenant",
     )
     add_approve_moves(p)
     p.set_defaults(func=cmd_plan)

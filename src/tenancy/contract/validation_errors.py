@@ -7,6 +7,7 @@ in words.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from typing import Any, get_args, get_origin
@@ -19,6 +20,12 @@ from tenancy.contract.text import excerpt
 from tenancy.contract.types import PATTERN_HELP, TYPE_DESCRIPTIONS
 from tenancy.contract.yamldoc import Document, PathKey, format_path
 
+_MARKER = re.compile(
+    r"(function-(after|before|wrap|plain)|constrained-[a-z]+|chain|nullable|union|tagged-union"
+    r"|is-instance|lax-or-strict|json-or-python|default|literal|list|dict|str|int)\[.*\]\Z",
+    re.S,
+)
+
 
 def pydantic_errors(
     exc: ValidationError, doc: Document, model: type[BaseModel], prefix: PathKey = ()
@@ -28,7 +35,8 @@ def pydantic_errors(
     for err in exc.errors(include_url=False):
         loc: PathKey = tuple(err["loc"])
         # strip pydantic's internal markers (e.g. function-after[...]) from the path
-        clean: PathKey = tuple(p for p in loc if not (isinstance(p, str) and "[" in p))
+        # (a key of the document may hold "[" too: only pydantic's own markers go)
+        clean: PathKey = tuple(p for p in loc if not (isinstance(p, str) and _MARKER.match(p)))
         full = (*prefix, *clean)
         kind = err["type"]
         msg = str(err["msg"])

@@ -33,7 +33,7 @@ from tenancy.plan.model import Plan
 from tenancy.plan.name_clash import check_derived_names
 from tenancy.plan.profiles import check_profiles
 from tenancy.plan.rule_budget import check_rule_budget
-from tenancy.plan.segments import allocate_segments, allocate_vlans
+from tenancy.plan.segments import allocate_segments, allocate_vlans, check_recorded_zone
 from tenancy.plan.site_ranges import (
     check_cidr_endpoints,
     check_segment_cidr,
@@ -91,7 +91,8 @@ def plan_site(
     tenant_plans = [
         build_tenant_plan(site, name, t, alloc, rules[name]) for name, t in sorted(tenants.items())
     ]
-    new_ledger = Ledger(site=s.name, tenants={tp.name: ledger_entry(tp) for tp in tenant_plans})
+    entries = {tp.name: ledger_entry(tp) for tp in tenant_plans}
+    new_ledger = Ledger(site=s.name, tenants=entries).indexed()
     plan = Plan(
         site=s.name,
         domain_type=s.domain_type,
@@ -115,6 +116,7 @@ def plan_paths(
     *,
     context: bool = True,
     approve_moves: frozenset[str] = frozenset(),
+    release: frozenset[str] = frozenset(),
 ) -> PlanResult:
     """Load and check every tenant under ``tenant_paths`` and plan every site involved.
 
@@ -123,10 +125,11 @@ def plan_paths(
     files of ``root/tenants`` are loaded too, so a single file's references to other
     tenants resolve; a named file replaces the project's file of the same name.
     ``approve_moves`` names the instances (``TENANT/INSTANCE`` or ``all``) an operator
-    allows to change host (see :func:`plan_site`).
+    allows to change host (see :func:`plan_site`). ``release`` names tenants whose
+    recorded allocation is dropped, so they are allocated anew (a zone change).
     """
     with cyclic_gc_paused():
-        return _plan_paths(root, tenant_paths, sites, context, approve_moves)
+        return _plan_paths(root, tenant_paths, sites, context, approve_moves, release)
 
 
 def _plan_paths(
@@ -135,6 +138,7 @@ def _plan_paths(
     sites: list[str] | None,
     context: bool,
     approve_moves: frozenset[str],
+    release: frozenset[str],
 ) -> PlanResult:
     """Read, check, then plan: nothing is planned while any input has an error."""
     result = PlanResult()
@@ -146,6 +150,8 @@ def _plan_paths(
     by_name = _unique_tenants(loaded, result.problems)
     wanted = set(sites) if sites else {t.model.spec.site for t in by_name.values()}
     loaded_sites, ledgers = _load_sites(root, wanted, sites or [], by_name, result.problems)
+    if release:
+        ledgers = {n: (ledger.without(release), f) for n, (ledger, f) in ledgers.items()}
     _cross_check(by_name, loaded_sites, result.problems)
     _check_each_site(by_name, loaded_sites, ledgers, result.problems)
     if result.problems.errors:
@@ -306,6 +312,8 @@ def _check_each_site(
         )
         segments = {n: ipaddress.IPv4Network(c) for n, c in known.items() if n in tenants}
         for _, t in sorted(tenants.items()):
+            if ledger is not None:
+                problems.extend(check_recorded_zone(t, ledger[0], site.model, ledger[1]))
             problems.extend(check_segment_cidr(t, site.model))
             problems.extend(check_cidr_endpoints(t, site.model, segments))
             problems.extend(check_zone_rules(t, tenants, site.model))

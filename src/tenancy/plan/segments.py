@@ -29,6 +29,35 @@ def site_ranges(site: Site) -> list[tuple[str, str]]:
     return fixed
 
 
+def check_recorded_zone(
+    tenant: LoadedTenant, ledger: Ledger, site: Site, ledger_file: str
+) -> list[SpecError]:
+    """A tenant whose zone changed keeps no segment of its old zone's pool.
+
+    The recorded segment stays put unless the operator releases it explicitly: the
+    tenant's addresses all change, so every machine of it is rebuilt.
+    """
+    spec = tenant.model.spec
+    entry = ledger.tenants.get(tenant.model.name)
+    if entry is None or spec.network.cidr is not None:
+        return []  # new, or explicit (check_segment_cidr confines explicit ones)
+    pool = ipaddress.IPv4Network(getattr(site.address_pools, spec.zone))
+    if ipaddress.IPv4Network(entry.cidr).subnet_of(pool):
+        return []
+    name = tenant.model.name
+    return [
+        SpecError(
+            tenant.locate("spec", "zone"),
+            "spec.zone",
+            f"zone {spec.zone} does not hold the recorded segment {entry.cidr} ({ledger_file})",
+            f"a release of the old segment: `tenancy plan --site {site.name} --write-ledger "
+            f"--release {name}` allocates one in {pool} (every machine of {name} is rebuilt "
+            "with new addresses)",
+            spec.zone,
+        )
+    ]
+
+
 def allocate_segments(
     site: Site, tenants: dict[str, LoadedTenant], ledger: Ledger, ledger_file: str
 ) -> tuple[dict[str, str], list[SpecError]]:
