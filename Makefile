@@ -67,11 +67,12 @@ acceptance: setup test-deps  ## the long hardening scenario on real VMs
 unit: python-env
 	$(ENV) python -m pytest tests/unit
 
-# style: Python (ruff), YAML (yamllint), Ansible (ansible-lint)
+# style: Python (ruff), YAML (yamllint), Ansible (ansible-lint); .github/CODEOWNERS current
 lint: python-env
 	$(ENV) ruff check src tests stacks bench policies && ruff format --check src tests stacks bench policies
 	$(ENV) ansible-lint --offline --profile production roles/ policies/playbook.yml
 	$(ENV) yamllint --strict .
+	$(ENV) tenancy codeowners --check
 
 types: python-env  ## mypy strict over src, tests, bench, stacks and policies (config in pyproject.toml)
 	$(ENV) mypy

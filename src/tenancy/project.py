@@ -112,6 +112,11 @@ class Project:
         """Waivers are the project's own (granted per site), not shipped."""
         return self.root / "policies" / "waivers"
 
+    @property
+    def governance_file(self) -> Path:
+        """Who owns which files and the waiver rules: the project's own, like its waivers."""
+        return self.root / "policies" / "governance.yaml"
+
     # --- shipped resources (the same for every project of this install) -----
 
     @property

@@ -59,6 +59,7 @@ def waiver(control: str, tenant: str, expires: str, hosts: list[str] | None = No
             "hosts": hosts or [],
             "justification": "Vendor agent needs it until release 5.2; egress still limited.",
             "approved_by": "security-office@example.gov",
+            "approved_on": date(2026, 1, 5),
             "expires": date.fromisoformat(expires),
         }
     )
@@ -343,6 +344,7 @@ def test_suite_reports_waived_expired_and_not_in_profile(tmp_path: Path) -> None
         "tenant": "hr",
         "justification": "Break-glass root access during the data centre migration.",
         "approved_by": "security-office@example.gov",
+        "approved_on": date(2026, 3, 1),
     }
     valid = _suite(tmp_path, [{**entry, "expires": date(2026, 6, 1)}], ["baseline"])
     by_control = {r["control"]: r for r in valid}

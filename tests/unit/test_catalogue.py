@@ -376,6 +376,7 @@ def _waiver(**overrides: Any) -> Waiver:
         "hosts": ["finance-app-1"],
         "justification": "Vendor agent needs a local forward until its next release.",
         "approved_by": "ciso@example.gov",
+        "approved_on": date(2026, 11, 2),
         "expires": date(2027, 3, 31),
     }
     fields.update(overrides)
@@ -428,11 +429,12 @@ def test_waiver_for_unknown_control(tmp_path: Path, catalogue: Catalogue) -> Non
             tenant: finance
             justification: Twenty characters or more of reasons.
             approved_by: ciso
+            approved_on: 2026-11-02
             expires: 2027-01-01
         """,
     )
     with pytest.raises(CatalogueError) as exc:
-        load_waivers(path, catalogue=catalogue)
+        load_waivers(path, catalogue=catalogue, today=date(2026, 12, 3))
     assert exc.value.errors == [f"{path}:4: waivers[0].control: unknown control BASE-SSH-42"]
 
 
@@ -444,13 +446,14 @@ def test_waiver_expiry_must_be_a_date_not_a_string(tmp_path: Path) -> None:
             tenant: finance
             justification: short
             approved_by: ciso
+            approved_on: 2026-11-02
             expires: "2027-01-01"
         """,
     )
     with pytest.raises(CatalogueError) as exc:
         load_waivers(path)
     assert any(
-        e.startswith(f"{path}:8: waivers[0].expires: Input should be a valid date")
+        e.startswith(f"{path}:9: waivers[0].expires: Input should be a valid date")
         for e in exc.value.errors
     )
     assert any(

@@ -75,6 +75,7 @@ def waiver(control: str, tenant: str, hosts: list[str], expires: date) -> Waiver
         hosts=hosts,
         justification="A compensating control is documented in the risk record.",
         approved_by="security-office@example.gov",
+        approved_on=date(2026, 11, 2),
         expires=expires,
     )
 

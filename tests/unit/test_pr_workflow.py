@@ -3,22 +3,27 @@
 ``tools/ci_pr.py`` is run by the workflow from the base branch; these tests drive it
 on a real git repository holding the hostile variants a department could push
 (a symlink to a secret, a file name with a newline and a workflow command, a
-submodule), and read both workflow files to check the privilege split.
+submodule), and read both workflow files to check the privilege split. The
+CODEOWNERS step's script runs here too, on a pull request's merge commit.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
+from tests.support.cli import CliResult
 from tests.support.project import REPO
 
 WORKFLOWS = REPO / ".github" / "workflows"
@@ -249,3 +254,120 @@ def test_the_poster_runs_nothing_of_the_pull_request() -> None:
     script = job["steps"][-1]["with"]["script"]
     assert "${{" not in script
     assert "head_sha" in script and re.search(r"\^\[1-9\]\[0-9\]", script)
+
+
+# -- CODEOWNERS is current ----------------------------------------------------------------
+
+
+def _steps() -> list[dict[str, Any]]:
+    (job,) = _workflow("tenant-pr.yml")["jobs"].values()
+    steps: list[dict[str, Any]] = job["steps"]
+    return steps
+
+
+def _step(name: str) -> dict[str, Any]:
+    [step] = [s for s in _steps() if s.get("name") == name]
+    return step
+
+
+def test_the_codeowners_step_checks_the_pull_requests_file_with_the_base_code() -> None:
+    names = [s.get("name") for s in _steps()]
+    step = _step("CODEOWNERS is current")
+    at = names.index("CODEOWNERS is current")
+    assert names.index("Put the pull request's tenant files in place of the base's") < at
+    assert names.index("Validate every tenant file") < at
+    assert step["working-directory"] == "base"  # the base's code, its governance file
+    assert step["if"] == "steps.validate.outputs.exit-code == '0'"
+    run = step["run"]
+    assert 'tenancy codeowners --check --output "$pr_file"' in run
+    # the pull request's file is only read through git, as a regular blob
+    assert re.findall(r"git -C \.\./pr-data ([a-z-]+)", run) == ["ls-tree", "cat-file", "cat-file"]
+    assert run.count("pr-data") == 3
+    assert "100644" in run and "-le 65536" in run
+    assert 'python tools/ci_pr.py quote "$RUNNER_TEMP/codeowners.txt"' in run
+    final = _steps()[-1]
+    assert final["if"] == "always()"
+    assert final["env"]["OWNERS"] == "${{ steps.codeowners.outputs.exit-code }}"
+    assert '[ "$OWNERS" != "0" ]' in final["run"]
+
+
+def _tenant_repo(tmp_path: Path, cli: Callable[..., CliResult]) -> tuple[Path, str]:
+    """A pull request's merge commit: two tenants and the CODEOWNERS they imply."""
+    repo = tmp_path / "pr-data"
+    (repo / "tenants").mkdir(parents=True)
+    (repo / "policies").mkdir()
+    _git(repo, "init", "-q")
+    shutil.copy2(REPO / "Pulumi.yaml", repo / "Pulumi.yaml")
+    shutil.copy2(REPO / "policies" / "governance.yaml", repo / "policies" / "governance.yaml")
+    for name in ("old", "new"):
+        (repo / "tenants" / f"{name}.yaml").write_text(
+            TENANT.replace("NAME", name), encoding="utf-8"
+        )
+    assert cli("--root", repo, "codeowners").code == 0
+    return repo, _commit(repo, "pr")
+
+
+def _run_codeowners_step(tmp_path: Path, repo: Path, head: str) -> tuple[str, str]:
+    """Run the step's script as the runner would: the base holds the exported tenants."""
+    base = tmp_path / "base"
+    shutil.copytree(repo / "tenants", base / "tenants")
+    (base / "policies").mkdir()
+    (base / "tools").mkdir()
+    shutil.copy2(repo / "Pulumi.yaml", base / "Pulumi.yaml")
+    shutil.copy2(REPO / "policies" / "governance.yaml", base / "policies" / "governance.yaml")
+    shutil.copy2(REPO / "tools" / "ci_pr.py", base / "tools" / "ci_pr.py")
+    runner_temp = tmp_path / "runner-temp"
+    runner_temp.mkdir()
+    output = tmp_path / "github-output"
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HOME": str(tmp_path),
+        "HEAD_SHA": head,
+        "RUNNER_TEMP": str(runner_temp),
+        "GITHUB_OUTPUT": str(output),
+    }
+    script = tmp_path / "step.sh"
+    script.write_text(_step("CODEOWNERS is current")["run"], encoding="utf-8")
+    done = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        cwd=base,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return output.read_text(encoding="utf-8"), done.stdout
+
+
+def test_the_codeowners_step_passes_a_current_file(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    repo, head = _tenant_repo(tmp_path, cli)
+    outputs, log = _run_codeowners_step(tmp_path, repo, head)
+    assert outputs == "exit-code=0\n"
+    assert log.startswith("::stop-commands::")
+
+
+def test_the_codeowners_step_fails_a_stale_file_with_its_diff(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    repo, _ = _tenant_repo(tmp_path, cli)
+    (repo / "tenants" / "added.yaml").write_text(TENANT.replace("NAME", "added"), encoding="utf-8")
+    head = _commit(repo, "a new tenant, CODEOWNERS not regenerated")
+    outputs, log = _run_codeowners_step(tmp_path, repo, head)
+    assert outputs == "exit-code=1\n"
+    assert "+/tenants/added.yaml a@example.org" in log and "stale" in log
+
+
+def test_the_codeowners_step_reads_no_link(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    """A CODEOWNERS symlink to a file with the right text counts as missing, unread."""
+    repo, _ = _tenant_repo(tmp_path, cli)
+    owners = repo / ".github" / "CODEOWNERS"
+    owners.rename(repo / "real-owners")
+    owners.symlink_to("../real-owners")
+    head = _commit(repo, "CODEOWNERS as a link")
+    outputs, log = _run_codeowners_step(tmp_path, repo, head)
+    assert outputs == "exit-code=1\n"
+    assert "+* @example-gov/dc-ops" in log and "@@ -0,0 " in log

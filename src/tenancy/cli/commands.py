@@ -33,6 +33,7 @@ COMMANDS: dict[str, Command] = {
     "schema": Command(_INPUTS, "print the JSON Schema of tenant (or site) files"),
     "new": Command(_INPUTS, "scaffold a commented tenant file"),
     "inventory": Command(_INPUTS, "print the Ansible inventory the plan implies"),
+    "codeowners": Command("tenancy.cli.codeowners", "write .github/CODEOWNERS from the inputs"),
     "audit": Command(
         "tenancy.cli.audit",
         "run the compliance suite against a site's VMs and write an evidence bundle",

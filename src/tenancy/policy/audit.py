@@ -178,6 +178,7 @@ def _pytest_argv(
         # the catalogue and waivers load_policy_sources read: the report judges by the same
         f"--tenancy-catalogue={project.policies_dir / 'catalogue.yaml'}",
         f"--tenancy-waivers={project.waivers_dir}",
+        f"--tenancy-governance={project.governance_file}",
         "-p",
         "no:cacheprovider",
         "-q",

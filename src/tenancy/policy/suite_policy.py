@@ -4,6 +4,8 @@ The suite (:mod:`tenancy.compliance.plugin`) decides with the policy but does
 not read it: this plugin owns the options that name the policy files, loads
 them with the catalogue's own validation and answers the suite's
 ``pytest_tenancy_policy`` hook. The suite's conftest.py registers both plugins.
+Waivers are loaded under the project's governance file (``--tenancy-governance``),
+as on every other path.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pytest
 from tenancy.compliance.applicability import Policy
 from tenancy.policy.catalogue import CatalogueError
 from tenancy.policy.catalogue_load import load_catalogue
-from tenancy.policy.waivers import load_waivers
+from tenancy.policy.waivers import load_governed_waivers
 from tenancy.project import Project, shipped
 
 
@@ -33,6 +35,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="waiver file or folder of *.yaml (default: policies/waivers)",
     )
     group.addoption(
+        "--tenancy-governance",
+        default=str(Project.find().governance_file),
+        help="the waiver rules (default: policies/governance.yaml; needed when there are waivers)",
+    )
+    group.addoption(
         "--tenancy-today",
         default=None,
         metavar="YYYY-MM-DD",
@@ -44,8 +51,11 @@ def pytest_tenancy_policy(config: pytest.Config) -> Policy:
     """The catalogue, the waivers and the day of this run (a usage error when invalid)."""
     try:
         catalogue = load_catalogue(config.getoption("tenancy_catalogue"))
-        waiver_path = Path(config.getoption("tenancy_waivers"))
-        waivers = load_waivers(waiver_path, catalogue=catalogue) if waiver_path.exists() else []
+        waivers = load_governed_waivers(
+            Path(config.getoption("tenancy_waivers")),
+            Path(config.getoption("tenancy_governance")),
+            catalogue=catalogue,
+        )
     except CatalogueError as exc:
         raise pytest.UsageError(f"invalid policy files:\n{exc}") from None
     today_text = config.getoption("tenancy_today")

@@ -60,7 +60,7 @@ from tenancy.contract.models import Site
 from tenancy.plan.model import MachinePlan, Plan, TenantPlan
 from tenancy.policy.catalogue import Catalogue, Control
 from tenancy.policy.catalogue_load import load_catalogue
-from tenancy.policy.waivers import Waiver, load_waivers, waived_control_ids
+from tenancy.policy.waivers import Waiver, load_governed_waivers, waived_control_ids
 from tenancy.project import Project
 from tenancy.render.inventory import firewall_rules_for, group_name, inventory
 
@@ -97,13 +97,18 @@ class PolicySources:
 
 
 def load_policy_sources(project: Project) -> PolicySources:
-    """Read the shipped catalogue (its roles traced) and the project's waivers.
+    """Read the shipped catalogue (its roles traced) and the project's waivers, under its
+    governance file (needed once there is a waiver file).
 
     Raises :class:`tenancy.policy.catalogue.CatalogueError` with located errors.
     """
     catalogue = load_catalogue(project.policies_dir / "catalogue.yaml", roles_dir=project.roles_dir)
     waiver_dir = project.waivers_dir
-    waivers = load_waivers(waiver_dir, catalogue=catalogue) if waiver_dir.is_dir() else []
+    waivers = (
+        load_governed_waivers(waiver_dir, project.governance_file, catalogue=catalogue)
+        if waiver_dir.is_dir()
+        else []
+    )
     return PolicySources(catalogue=catalogue, waivers=tuple(waivers))
 
 
