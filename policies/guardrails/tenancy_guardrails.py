@@ -1,43 +1,79 @@
 """Tenancy guardrails: CrossGuard rules as plain functions ``(args, report_violation)``.
 
 Importable without the engine: ``__main__.py`` wraps them into a PolicyPack, the unit
-tests call them with hand-made arguments. Resource properties arrive wrapped by
-pulumi-policy so that touching a value unknown during preview raises; the helpers
-here read such values as :data:`UNKNOWN` instead, and every rule says what an unknown
-value means for it (an unknown reference counts as present: it is wired to a resource
-whose output is not known yet).
+tests call them with hand-made arguments. This module names every rule and holds the
+per-resource rules, the uplink rule and the quota rule; ``guardrails_zones`` holds the
+zone-rule and range-ownership rules, ``guardrails_hostfw`` reads the firewall texts and
+``guardrails_props`` the wrapped property values (a value unknown during preview reads
+as :data:`UNKNOWN`; every rule says what it means for it: an unknown reference counts as
+present, it is wired to a resource whose output is not known yet).
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import xml.etree.ElementTree as ET
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from pulumi_policy.proxy import UnknownValueError
+from guardrails_hostfw import (
+    DEFAULT_DENY,
+    Egress,
+    HostFlow,
+    declared_egress,
+    host_flows,
+    table_bridges,
+)
+from guardrails_props import (
+    DOMAIN,
+    GIB,
+    HOST_FIREWALL,
+    NETWORK,
+    NWFILTER,
+    TENANT_HOSTING,
+    UNKNOWN,
+    VOLUME,
+    Net,
+    ReportViolation,
+    ResourceArgs,
+    StackArgs,
+    StackResource,
+    as_number,
+    get,
+    items,
+    missing,
+    network_cidr,
+    tenant_of,
+)
+from guardrails_zones import cidr_ownership, zone_rules_respected
 
 __all__ = [
+    "CIDR_OWNERSHIP",
     "DATA_VOLUME_PROTECTED",
+    "DOMAIN",
     "DOMAIN_INTERFACES_FILTERED",
+    "HOST_FIREWALL",
+    "NETWORK",
+    "NWFILTER",
+    "RULES",
     "SEGMENT_UPLINK_DECLARED",
+    "TENANT_HOSTING",
     "TENANT_WITHIN_QUOTA",
+    "UNKNOWN",
+    "VOLUME",
+    "ZONE_RULES_RESPECTED",
+    "Egress",
+    "HostFlow",
+    "cidr_ownership",
     "data_volume_protected",
+    "declared_egress",
     "domain_interfaces_filtered",
+    "host_flows",
     "segment_uplink_declared",
+    "table_bridges",
     "tenant_within_quota",
+    "zone_rules_respected",
 ]
-
-DYNAMIC = "pulumi-python:dynamic/tenancy:"
-DOMAIN = DYNAMIC + "Domain"
-NETWORK = DYNAMIC + "Network"
-VOLUME = DYNAMIC + "Volume"
-NWFILTER = DYNAMIC + "NwFilter"
-HOST_FIREWALL = DYNAMIC + "HostFirewall"
-TENANT_HOSTING = "tenancy:infra:TenantHosting"
-GIB = 1024**3
 
 # Names, descriptions (one sentence each) of the rules; __main__ uses them.
 DOMAIN_INTERFACES_FILTERED = (
@@ -54,107 +90,28 @@ DATA_VOLUME_PROTECTED = (
 )
 TENANT_WITHIN_QUOTA = (
     "tenant-within-quota",
-    "The machines of a tenant stay within its vCPU, memory and storage quota.",
+    "The machines and segments of a tenant stay within the quota ops granted it, as the "
+    "plan's grant in the policy config says (else the TenantHosting quota output).",
 )
-
-
-class _Unknown:
-    def __repr__(self) -> str:
-        return "UNKNOWN"
-
-
-UNKNOWN: Any = _Unknown()
-"""A value the engine does not know yet (preview)."""
-
-ReportViolation = Callable[..., None]
-
-
-class _Resource(Protocol):
-    """What every rule reads of a resource, in a validation or in the whole stack."""
-
-    @property
-    def resource_type(self) -> str: ...
-
-    @property
-    def props(self) -> Mapping[str, Any]: ...
-
-    @property
-    def urn(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-
-class ResourceArgs(_Resource, Protocol):
-    """What the rules read of ``pulumi_policy.ResourceValidationArgs``."""
-
-    @property
-    def opts(self) -> Any: ...
-
-    def get_config(self) -> Mapping[str, Any]: ...
-
-
-class StackResource(_Resource, Protocol):
-    """What the rules read of ``pulumi_policy.PolicyResource``."""
-
-    @property
-    def parent(self) -> Any: ...
-
-
-class StackArgs(Protocol):
-    """What the rules read of ``pulumi_policy.StackValidationArgs``."""
-
-    @property
-    def resources(self) -> Iterable[StackResource]: ...
-
-    def get_config(self) -> Mapping[str, Any]: ...
-
-
-# --- reading wrapped properties ---------------------------------------------------------
-
-
-def get(props: Any, key: str, default: Any = None) -> Any:
-    """``props[key]``; ``default`` when absent, :data:`UNKNOWN` when not known yet."""
-    if not isinstance(props, Mapping):
-        return default
-    try:
-        return props[key]
-    except KeyError:
-        return default
-    except UnknownValueError:
-        return UNKNOWN
-
-
-def items(seq: Any) -> Iterator[Any]:
-    """The elements of a list property; unknown elements come out as :data:`UNKNOWN`."""
-    if seq is None or seq is UNKNOWN or isinstance(seq, str | bytes | Mapping):
-        return
-    for index in range(len(seq)):
-        try:
-            yield seq[index]
-        except UnknownValueError:
-            yield UNKNOWN
-
-
-def missing(value: Any) -> bool:
-    """Absent or empty; an unknown value is present (it will be known at update time)."""
-    return value is None or value == ""
-
-
-def as_number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def tenant_of(resource: Any) -> str | None:
-    """Name of the TenantHosting component a stack resource belongs to."""
-    node = getattr(resource, "parent", None)
-    while node is not None:
-        if node.resource_type == TENANT_HOSTING:
-            return str(node.name)
-        node = getattr(node, "parent", None)
-    return None
+ZONE_RULES_RESPECTED = (
+    "zone-rules-respected",
+    "Every host-firewall flow between a tenant segment and a peer is one the site's zone "
+    "rules allow for the tenant's zone.",
+)
+CIDR_OWNERSHIP = (
+    "cidr-ownership",
+    "Every tenant network uses the range the plan assigned it, inside its zone's address "
+    "pool and clear of other tenants and of the site's reserved, ops and infrastructure ranges.",
+)
+RULES = (
+    DOMAIN_INTERFACES_FILTERED,
+    SEGMENT_UPLINK_DECLARED,
+    DATA_VOLUME_PROTECTED,
+    TENANT_WITHIN_QUOTA,
+    ZONE_RULES_RESPECTED,
+    CIDR_OWNERSHIP,
+)
+"""Every rule of the pack (``tenancy preview`` pins each one to mandatory in its config)."""
 
 
 # --- (a) every interface filtered -------------------------------------------------------
@@ -199,7 +156,8 @@ def data_volume_protected(args: ResourceArgs, report_violation: ReportViolation)
         return
     report_violation(
         f"data volume {name} is not protected: set protect=True (StorageVolume does), "
-        "or name its machine in this rule's 'approved' config for an approved deletion",
+        "or approve its machine's deletion (`tenancy up --approve DOMAIN`, which puts it "
+        "in this rule's 'approved' config)",
         args.urn,
     )
 
@@ -212,27 +170,62 @@ class _Usage:
     vcpus: float = 0
     memory_mib: float = 0
     storage_bytes: float = 0
+    machines: int = 0
+    addresses: float = 0  # the largest of the tenant's segments (one per host, all alike)
     unknown: tuple[str, ...] = ()
 
+    def add(self, res: StackResource) -> None:
+        """Count a Domain, a tenant Volume or a Network of the tenant."""
+        if res.resource_type == NETWORK:
+            cidr = network_cidr(res.props)
+            if cidr is None:
+                self.unknown = (*self.unknown, f"{res.name}.prefix")
+            else:
+                self.addresses = max(self.addresses, cidr.num_addresses)
+            return
+        if res.resource_type == DOMAIN:
+            self.machines += 1
+        fields = ("vcpus", "memory_mib") if res.resource_type == DOMAIN else ("capacity",)
+        for key in fields:
+            value = get(res.props, key)
+            number = as_number(value)
+            if number is None:
+                if value is None and key == "capacity":
+                    continue  # an overlay without capacity takes its base image's size
+                self.unknown = (*self.unknown, f"{res.name}.{key}")
+            elif key == "vcpus":
+                self.vcpus += number
+            elif key == "memory_mib":
+                self.memory_mib += number
+            else:
+                self.storage_bytes += number
 
-def tenant_within_quota(args: StackArgs, report_violation: ReportViolation) -> None:
-    """Sum Domain vCPUs/memory and Volume capacities per TenantHosting against its quota.
+    def over(self, quota: Mapping[str, Any]) -> list[tuple[str, float, float]]:
+        """(what, used, limit) of every limit of ``quota`` this usage exceeds."""
+        limits = (
+            ("vCPUs", self.vcpus, "vcpus"),
+            ("memory GiB", self.memory_mib / 1024, "memoryGiB"),
+            ("storage GiB", self.storage_bytes / GIB, "storageGiB"),
+            ("machines", self.machines, "machines"),
+            ("segment addresses", self.addresses, "addresses"),
+        )
+        out = []
+        for what, used, key in limits:
+            limit = as_number(get(quota, key))
+            if limit is not None and used > limit:
+                out.append((what, float(used), limit))
+        return out
 
-    The quota is the TenantHosting component's ``quota`` output (the planned quota),
-    unless this rule's config ``quotas`` names one for the tenant (an auditor's ceiling).
-    A domain outside every tenant, a tenant without a visible quota and a value still
-    unknown at preview are violations too: the rule fails closed.
-    """
-    config_quotas = args.get_config().get("quotas") or {}
-    tenants: dict[str, StackResource] = {}
-    usage: dict[str, _Usage] = {}
-    for res in args.resources:
-        if res.resource_type == TENANT_HOSTING:
-            tenants[str(res.name)] = res
-            usage.setdefault(str(res.name), _Usage())
-    for res in args.resources:
-        if res.resource_type not in (DOMAIN, VOLUME):
+
+def _tenant_usage(
+    resources: list[StackResource], report_violation: ReportViolation
+) -> dict[str, _Usage]:
+    usage = {str(r.name): _Usage() for r in resources if r.resource_type == TENANT_HOSTING}
+    for res in resources:
+        if res.resource_type not in (DOMAIN, VOLUME, NETWORK):
             continue
+        if res.resource_type == VOLUME and not missing(get(res.props, "source")):
+            continue  # base images are the site's, not the tenant's
         tenant = tenant_of(res)
         if tenant is None:
             if res.resource_type == DOMAIN:
@@ -242,33 +235,31 @@ def tenant_within_quota(args: StackArgs, report_violation: ReportViolation) -> N
                     res.urn,
                 )
             continue
-        use = usage.setdefault(tenant, _Usage())
-        fields = ("vcpus", "memory_mib") if res.resource_type == DOMAIN else ("capacity",)
-        if res.resource_type == VOLUME and not missing(get(res.props, "source")):
-            continue  # base images are the site's, not the tenant's
-        for key in fields:
-            value = get(res.props, key)
-            number = as_number(value)
-            if number is None:
-                if value is None and key == "capacity":
-                    continue  # an overlay without capacity takes its base image's size
-                use.unknown = (*use.unknown, f"{res.name}.{key}")
-                continue
-            if key == "vcpus":
-                use.vcpus += number
-            elif key == "memory_mib":
-                use.memory_mib += number
-            else:
-                use.storage_bytes += number
-    for tenant, use in sorted(usage.items()):
-        quota = config_quotas.get(tenant)
-        source = "policy config"
-        if quota is None and tenant in tenants:
-            quota = get(tenants[tenant].props, "quota")
-            source = "TenantHosting quota output"
-        urn = tenants[tenant].urn if tenant in tenants else None
-        if not isinstance(quota, Mapping):
-            report_violation(f"tenant {tenant}: no quota visible to the policy pack", urn)
+        usage.setdefault(tenant, _Usage()).add(res)
+    return usage
+
+
+def tenant_within_quota(args: StackArgs, report_violation: ReportViolation) -> None:
+    """Sum each tenant's Domains (vCPUs, memory, count), Volumes and segment size.
+
+    The limit is what ops granted, never what the tenant file asks for: this rule's
+    config ``grants`` (written from the plan's grant by ``tenancy preview``/``up``),
+    else the TenantHosting component's ``quota`` output (the same grant, through the
+    program). An auditor's ``ceilings`` in the config apply on top. A domain outside
+    every tenant, a tenant without a visible grant and a value still unknown at
+    preview are violations too: the rule fails closed.
+    """
+    config = args.get_config()
+    grants, ceilings = config.get("grants") or {}, config.get("ceilings") or {}
+    resources = list(args.resources)
+    hosting = {str(r.name): r for r in resources if r.resource_type == TENANT_HOSTING}
+    for tenant, use in sorted(_tenant_usage(resources, report_violation).items()):
+        urn = hosting[tenant].urn if tenant in hosting else None
+        grant, source = grants.get(tenant), "ops grant, policy config"
+        if grant is None and tenant in hosting:
+            grant, source = get(hosting[tenant].props, "quota"), "TenantHosting quota output"
+        if not isinstance(grant, Mapping):
+            report_violation(f"tenant {tenant}: no quota grant visible to the policy pack", urn)
             continue
         if use.unknown:
             report_violation(
@@ -276,15 +267,13 @@ def tenant_within_quota(args: StackArgs, report_violation: ReportViolation) -> N
                 + ", ".join(use.unknown),
                 urn,
             )
-        limits = (
-            ("vCPUs", use.vcpus, as_number(get(quota, "vcpus"))),
-            ("memory GiB", use.memory_mib / 1024, as_number(get(quota, "memoryGiB"))),
-            ("storage GiB", use.storage_bytes / GIB, as_number(get(quota, "storageGiB"))),
-        )
-        for what, used, limit in limits:
-            if limit is not None and used > limit:
+        limits = [(grant, source)]
+        if isinstance(ceilings.get(tenant), Mapping):
+            limits.append((ceilings[tenant], "auditor ceiling, policy config"))
+        for quota, where in limits:
+            for what, used, limit in use.over(quota):
                 report_violation(
-                    f"tenant {tenant} uses {used:g} {what}, over its quota of {limit:g} ({source})",
+                    f"tenant {tenant} uses {used:g} {what}, over its quota of {limit:g} ({where})",
                     urn,
                 )
 
@@ -295,106 +284,6 @@ def tenant_within_quota(args: StackArgs, report_violation: ReportViolation) -> N
 PLAN_BRIDGE = re.compile(r"^tn[a-z0-9]{1,8}-[0-9a-f]{4}$")
 # Forward modes that keep libvirt out of the forwarding path (it adds no rules of its own).
 QUIET_MODES = frozenset({"open", "none", "isolated"})
-_FLOW = re.compile(
-    r"ip saddr \{ (?P<src>[^}]*) \} ip daddr \{ (?P<dst>[^}]*) \} "
-    r"(?P<proto>\w+) dport \{ (?P<ports>[^}]*) \}(?P<rest>.*)$"
-)
-_BRIDGES = re.compile(r"set tenant_bridges \{[^}]*elements = \{ (?P<elements>[^}]*) \}", re.S)
-_DEFAULT_DENY = re.compile(r"^\s*iifname @tenant_bridges\b.*\bdrop\b", re.M)
-
-Net = ipaddress.IPv4Network
-
-
-@dataclass(frozen=True)
-class HostFlow:
-    """An ``accept`` of the host table: sources, destinations, protocol and port ranges."""
-
-    src: tuple[Net, ...]
-    dst: tuple[Net, ...]
-    proto: str
-    ports: tuple[tuple[int, int], ...]
-    line: str
-
-
-def _nets(text: str) -> tuple[Net, ...]:
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if part:
-            out.append(ipaddress.IPv4Network(part, strict=False))
-    return tuple(out)
-
-
-def _ports(text: str) -> tuple[tuple[int, int], ...]:
-    out = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        low, _, high = part.partition("-")
-        out.append((int(low), int(high or low)))
-    return tuple(out)
-
-
-def host_flows(ruleset: str) -> list[HostFlow]:
-    """The declared-flow accepts of a host table rendered by tenancy.render.firewall."""
-    flows = []
-    for line in ruleset.splitlines():
-        match = _FLOW.search(line.strip())
-        if match and re.search(r"\baccept\b", match["rest"]):
-            flows.append(
-                HostFlow(
-                    _nets(match["src"]),
-                    _nets(match["dst"]),
-                    match["proto"],
-                    _ports(match["ports"]),
-                    line.strip(),
-                )
-            )
-    return flows
-
-
-def table_bridges(ruleset: str) -> set[str]:
-    match = _BRIDGES.search(ruleset)
-    if match is None:
-        return set()
-    return {b.strip().strip('"') for b in match["elements"].split(",") if b.strip()}
-
-
-@dataclass(frozen=True)
-class Egress:
-    """One egress a tenant declared, as its nwfilter carries it (direction out)."""
-
-    peer: Net
-    proto: str
-    low: int
-    high: int
-
-    def covers(self, dst: Net, proto: str, low: int, high: int) -> bool:
-        proto_ok = self.proto in ("all", proto)
-        ports_ok = (self.low, self.high) == (0, 0) or (self.low <= low and high <= self.high)
-        return proto_ok and ports_ok and dst.subnet_of(self.peer)
-
-
-def declared_egress(body: str) -> list[Egress]:
-    """The ``direction='out'`` accepts of an nwfilter body (rules by tenancy.render)."""
-    try:
-        root = ET.fromstring(f"<filter>{body}</filter>")
-    except ET.ParseError:
-        return []
-    out = []
-    for rule in root.iter("rule"):
-        if rule.get("action") != "accept" or rule.get("direction") != "out":
-            continue
-        for match in rule:
-            ip, mask = match.get("dstipaddr"), match.get("dstipmask")
-            if ip is None:
-                continue
-            low = int(match.get("dstportstart", 0))
-            high = int(match.get("dstportend", low))
-            peer = ipaddress.IPv4Network(f"{ip}/{mask or 32}", strict=False)
-            out.append(Egress(peer, match.tag, low, high))
-    return out
 
 
 def _forward_mode(props: Mapping[str, Any]) -> tuple[Any, Any]:
@@ -436,10 +325,8 @@ def segment_uplink_declared(args: StackArgs, report_violation: ReportViolation) 
             if isinstance(body, str):
                 egress.setdefault(tenant_of(res), []).extend(declared_egress(body))
         elif res.resource_type == NETWORK:
-            cidr: Net | None = None
-            address, prefix = get(res.props, "address"), as_number(get(res.props, "prefix"))
-            if isinstance(address, str) and prefix is not None:
-                cidr = ipaddress.IPv4Network(f"{address}/{int(prefix)}", strict=False)
+            cidr = network_cidr(res.props)
+            if cidr is not None:
                 segments.append(cidr)
             networks.append((res, cidr))
     for net, cidr in networks:
@@ -481,7 +368,7 @@ def segment_uplink_declared(args: StackArgs, report_violation: ReportViolation) 
                     f"{fw.name}, so its traffic is forwarded by the chain's policy accept",
                     net.urn,
                 )
-            if not _DEFAULT_DENY.search(ruleset):
+            if not DEFAULT_DENY.search(ruleset):
                 report_violation(
                     f"network {name}: {fw.name} has no default deny from tenant bridges",
                     net.urn,

@@ -10,16 +10,18 @@ file stays the single source of the site definition.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from tenancy.engine_output import TracebackFolder
 from tenancy.project import Project
@@ -91,6 +93,31 @@ def prepare_stack(root: Path, site: str) -> Path:
     return copy
 
 
+@dataclass(frozen=True)
+class PolicyPack:
+    """A CrossGuard policy pack to run with the engine, and its per-rule config for this run."""
+
+    directory: Path
+    """The folder holding ``PulumiPolicy.yaml`` (from the installed package)."""
+    config: Mapping[str, Any]
+    """``{rule: {"enforcementLevel": ..., property: value}}`` (``--policy-pack-config``)."""
+
+
+def policy_pack_args(root: Path, site: str, pack: PolicyPack) -> list[str]:
+    """Write the pack's config for this run; return the pulumi arguments that run the pack.
+
+    The file is replaced atomically, so a run never reads a half-written config of
+    another run of the same site.
+    """
+    directory = state_dir(root) / "policy-packs"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{pack.directory.name}.{site}.json"
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(json.dumps(pack.config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    partial.replace(path)
+    return ["--policy-pack", str(pack.directory), "--policy-pack-config", str(path)]
+
+
 def logs_dir(root: Path) -> Path:
     """``<state>/logs``: full engine output and provider tracebacks."""
     return Project.at(root).logs_dir
@@ -103,8 +130,11 @@ def run_pulumi(
     extra: Sequence[str] = (),
     watch: Callable[[Callable[[str], None]], AbstractContextManager[object]] | None = None,
     out: TextIO | None = None,
+    policy_pack: PolicyPack | None = None,
 ) -> int:
     """``pulumi <verb> --stack <site> --config-file <copy> ...``; returns its exit code.
+
+    ``policy_pack`` runs with the engine (its mandatory violations fail the run).
 
     The output is shown with Python tracebacks folded to their last line (the
     complete output goes to ``<state>/logs/pulumi-<verb>-<site>-<time>.log``,
@@ -114,7 +144,10 @@ def run_pulumi(
     group; this wrapper keeps showing its output until it has stopped cleanly.
     """
     config = prepare_stack(root, site)
-    argv = [pulumi_binary(), verb, "--stack", site, "--config-file", str(config), *extra]
+    argv = [pulumi_binary(), verb, "--stack", site, "--config-file", str(config)]
+    if policy_pack is not None:
+        argv += policy_pack_args(root, site, policy_pack)
+    argv += extra
     stream = out or sys.stdout
     log_dir = logs_dir(root)
     log_dir.mkdir(parents=True, exist_ok=True)

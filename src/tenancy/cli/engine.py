@@ -7,17 +7,26 @@ import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 from tenancy.cli.commands import Subparsers, add_command, summary
 from tenancy.cli.errors import EXIT_INVALID, EXIT_USAGE
+from tenancy.cli.guardrails import GuardrailsError, guardrails
 from tenancy.cli.options import add_approve_moves, add_site
-from tenancy.engine import EngineError, run_pulumi
+from tenancy.engine import EngineError, PolicyPack, run_pulumi
 from tenancy.plan.ledger import ledger_path, write_ledger
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.progress import RunWatcher
 from tenancy.project import Project
 
 VERBS = ("preview", "up", "refresh", "destroy")
+GUARDED = ("preview", "up")
+"""The verbs that run the guardrails policy pack (refresh and destroy deploy nothing new)."""
+GUARDRAILS_HELP = (
+    " Runs the guardrails policy pack (policies/guardrails of the installed package) with "
+    "a config written from this run's plan: ops grants, zones and segments, zone rules, "
+    "address pools; a violation of any of its mandatory rules fails the command."
+)
 
 
 def _engine(args: argparse.Namespace) -> int:
@@ -30,6 +39,23 @@ def _engine(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"nothing applied: {len(result.problems.errors)} error(s)", file=sys.stderr)
         return EXIT_INVALID
+    pack: PolicyPack | None = None
+    if args.verb in GUARDED:
+        try:
+            pack = guardrails(
+                project,
+                result.plans[args.site],
+                result.sites[args.site],
+                args.approve,
+                args.guardrails_config,
+            )
+        except GuardrailsError as exc:
+            print("\n".join(exc.problems), file=sys.stderr)
+            print(f"nothing applied: {len(exc.problems)} error(s)", file=sys.stderr)
+            return EXIT_INVALID
+        except EngineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     if args.verb == "up":
         path = ledger_path(project.stacks_dir, args.site)
         if write_ledger(path, result.ledgers[args.site]):
@@ -68,7 +94,9 @@ def _engine(args: argparse.Namespace) -> int:
         return watcher.running()
 
     try:
-        code = run_pulumi(root, args.site, args.verb, [*extra, *args.pulumi_args], watch=watch)
+        code = run_pulumi(
+            root, args.site, args.verb, [*extra, *args.pulumi_args], watch=watch, policy_pack=pack
+        )
     except EngineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -85,7 +113,8 @@ def register(sub: Subparsers) -> None:
             sub,
             verb,
             description=summary(verb) + ". Runs the real pulumi CLI "
-            "(offline, file backend under .tenancy/ unless PULUMI_BACKEND_URL).",
+            "(offline, file backend under .tenancy/ unless PULUMI_BACKEND_URL)."
+            + (GUARDRAILS_HELP if verb in GUARDED else ""),
         )
         add_site(p)
         p.add_argument(
@@ -98,8 +127,17 @@ def register(sub: Subparsers) -> None:
         p.add_argument(
             "--expect-no-changes", action="store_true", help="fail if anything would change"
         )
-        if verb in ("preview", "up"):
+        if verb in GUARDED:
             add_approve_moves(p)
+            p.add_argument(
+                "--guardrails-config",
+                type=Path,
+                metavar="FILE",
+                help="an operator's additions to the guardrails config (YAML or JSON): "
+                "tenant-within-quota.ceilings {tenant: {vcpus, memoryGiB, storageGiB, machines, "
+                "addresses}} (an auditor's ceiling below the grant) and "
+                "data-volume-protected.approved [domain]; the rest comes from the plan",
+            )
         else:
             p.set_defaults(approve_moves=[])  # refresh and destroy plan no new placement
         if verb == "preview":
