@@ -26,6 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "process": set(),
     "gcpause": set(),
     "engine_output": set(),
+    "gitsnap": set(),
     "_resources": set(),
     "contract": set(),
     "plan": {"contract", "gcpause", "project"},
@@ -35,7 +36,17 @@ ALLOWED: dict[str, set[str]] = {
     "engine": {"project", "engine_output"},
     "doctor": {"contract", "plan", "project", "engine", "ssh", "process"},
     "infra": {"contract", "plan", "render", "policy", "project", "ssh", "gcpause"},
-    "cli": {"contract", "plan", "render", "policy", "compliance", "doctor", "engine", "project"},
+    "cli": {
+        "contract",
+        "plan",
+        "render",
+        "policy",
+        "compliance",
+        "doctor",
+        "engine",
+        "project",
+        "gitsnap",
+    },
 }
 #: Third-party packages that only one part may import.
 ONLY_IN: dict[str, str] = {"pulumi": "infra", "libvirt": "infra"}

@@ -30,6 +30,9 @@ _INPUTS, _ENGINE = "tenancy.cli.inputs", "tenancy.cli.engine"
 COMMANDS: dict[str, Command] = {
     "validate": Command(_INPUTS, "check tenant files (and the sites they name)"),
     "plan": Command(_INPUTS, "show what a site will run: machines, addresses, flows"),
+    "diff": Command(
+        "tenancy.cli.diff", "show what the working tree changes on a site against a git revision"
+    ),
     "schema": Command(_INPUTS, "print the JSON Schema of tenant (or site) files"),
     "new": Command(_INPUTS, "scaffold a commented tenant file"),
     "inventory": Command(_INPUTS, "print the Ansible inventory the plan implies"),

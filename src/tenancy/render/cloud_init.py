@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from tenancy.plan.model import MachinePlan, SegmentPlan
+from tenancy.contract.models import Site
+from tenancy.plan.model import MachinePlan, Plan, SegmentPlan
 from tenancy.render.env import render
 
 
@@ -48,3 +49,19 @@ def render_seed(
         instance_id=f"{machine.domain}-{instance_id}",
     )
     return SeedDocuments(user_data=user_data, meta_data=meta, network_config=network)
+
+
+def seed_digests(plan: Plan, site: Site) -> dict[str, str]:
+    """Each domain's seed content hash, as the program would render it (for plan diffs).
+
+    Key files are named by path here (their content is the operator's, not the
+    repository's): a changed path counts as a changed seed.
+    """
+    keys = list(site.ops.ssh_keys) + [f"file:{p}" for p in site.ops.ssh_key_files]
+    return {
+        m.domain: render_seed(
+            m, t.segment, keys or ["none"], site.ops.user, site.package_mirror
+        ).digest
+        for t in plan.tenants
+        for m in t.machines
+    }
