@@ -10,6 +10,7 @@ the job log (between ``::stop-commands::`` markers) and the markdown comment (in
 a code fence longer than any backtick run it holds).
 
     python tools/ci_pr.py export --repo PR --base SHA --head SHA --dest tenants --report R
+    python tools/ci_pr.py ledgers --repo PR --head SHA --stacks stacks --keep BASE_LEDGERS
     python tools/ci_pr.py sites --report R --old OLD_TENANTS --new tenants
     python tools/ci_pr.py annotate --validate validate.json --report R
     python tools/ci_pr.py quote FILE...
@@ -227,6 +228,35 @@ def export(repo: Path, base: str, head: str, dest: Path) -> Report:
     return report
 
 
+LEDGER = re.compile(r"ledger\.([a-z]([a-z0-9-]{0,61}[a-z0-9])?)\.yaml")
+
+
+def export_ledgers(repo: Path, head: str, stacks: Path, keep: Path) -> list[str]:
+    """Swap the base's ledgers for the pull request's: it carries its own allocation.
+
+    The base's ``stacks/ledger.<site>.yaml`` files move to ``keep`` (for the
+    ``--base-ledger`` check); the pull request's regular ledger blobs take their place.
+    Returns the refusals (links, oversized blobs), which fail the check.
+    """
+    if not SHA.fullmatch(head):
+        raise ValueError(f"not a full commit id: {head!r}")
+    keep.mkdir(mode=0o755)
+    for old in sorted(stacks.glob("ledger.*.yaml")):
+        old.replace(keep / old.name)
+    refused: list[str] = []
+    for entry in parse_ls_tree(_git(repo, "ls-tree", "-l", "-z", head, "--", "stacks/")):
+        name = entry.path.removeprefix("stacks/")
+        if not LEDGER.fullmatch(name):
+            continue
+        if entry.mode not in ("100644", "100755") or entry.kind != "blob":
+            refused.append(f"{entry.path}: not a regular file: refused without reading")
+        elif entry.size is None or entry.size > EXPORT_MAX_BYTES or not SHA.fullmatch(entry.oid):
+            refused.append(f"{entry.path}: larger than {EXPORT_MAX_BYTES} bytes: refused")
+        else:
+            (stacks / name).write_bytes(_git(repo, "cat-file", "blob", entry.oid))
+    return refused
+
+
 def touched_sites(report: Report, old: Path, new: Path) -> list[str]:
     """Sites of the changed files (before and after) and of the deleted ones (before)."""
     from tenancy.contract.loader import load_tenant  # the base branch's loader and its limits
@@ -295,7 +325,10 @@ def comment(data: CommentInput) -> str:
     if valid:
         parts.append("### :white_check_mark: Tenant files are valid\n")
         sites = ", ".join(f"`{s}`" for s in data.sites if SITE.fullmatch(s)) or "none"
-        parts.append(f"Plan for the site(s) this pull request touches: {sites}.\n")
+        parts.append(
+            f"What this pull request changes on the site(s) it touches: {sites} "
+            "(against the base branch; the full plan of each site follows its changes).\n"
+        )
         if len(data.plans) <= MAX_COMMENT // 2:
             parts.append(data.plans.rstrip("\n") + "\n")
         else:
@@ -348,6 +381,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--head", required=True)
     p.add_argument("--dest", required=True)
     p.add_argument("--report", required=True)
+    p = sub.add_parser("ledgers", help="put the pull request's ledgers in place of the base's")
+    p.add_argument("--repo", required=True)
+    p.add_argument("--head", required=True)
+    p.add_argument("--stacks", required=True)
+    p.add_argument("--keep", required=True)
     p = sub.add_parser("sites", help="the sites the changed tenant files belong to")
     p.add_argument("--report", required=True)
     p.add_argument("--old", required=True)
@@ -374,6 +412,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = export(Path(args.repo), args.base, args.head, Path(args.dest))
         Path(args.report).write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
         print(len(report.refused))
+    elif args.command == "ledgers":
+        refused = export_ledgers(Path(args.repo), args.head, Path(args.stacks), Path(args.keep))
+        for line in refused:
+            print(escape_name(line), file=sys.stderr)
+        print(len(refused))
     elif args.command == "sites":
         print(
             " ".join(touched_sites(Report.load(Path(args.report)), Path(args.old), Path(args.new)))

@@ -62,6 +62,7 @@ def _results() -> dict[str, Any]:
             "hosts": ["hr-portal-2"],
             "justification": "Vendor deployment tool needs a local port forward until 5.2.",
             "approved_by": "security-office@example.gov",
+            "approved_on": date(2026, 10, 15),
             "expires": date(2027, 3, 31),
         }
     )

@@ -45,6 +45,7 @@ Expect 60-120 minutes under TCG, more on a busy machine.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -85,7 +86,9 @@ BREAK_COMMANDS = (
     "sudo nft insert rule inet tenancy input tcp dport 8080 accept",
 )
 BROKEN_CONTROLS = {"BASE-SSH-03", "BASE-AUD-01", "BASE-FW-02"}
-WAIVER = """\
+TODAY = datetime.date.today().isoformat()
+IN_90_DAYS = (datetime.date.today() + datetime.timedelta(days=90)).isoformat()
+WAIVER = f"""\
 apiVersion: tenancy/v1
 kind: WaiverList
 waivers:
@@ -94,8 +97,9 @@ waivers:
     justification: >-
       The it-policy test site has no central syslog collector; logs stay local and
       persistent (BASE-LOG-01) for the life of the test VM.
-    approved_by: integration-test@example.gov
-    expires: 2099-12-31
+    approved_by: security-office@example.gov
+    approved_on: {TODAY}
+    expires: {IN_90_DAYS}
 """
 
 
@@ -537,7 +541,7 @@ def test_9_waivers_future_and_expired(env: Env) -> None:
     waiver_file = env.copy.root / "policies" / "waivers" / "it-gamma.yaml"
     try:
         with env.report.step("a waiver with a future expiry: waived"):
-            result, failed = audit_with_waiver(env, waiver_file, "2099-12-31", "waiver_future")
+            result, failed = audit_with_waiver(env, waiver_file, IN_90_DAYS, "waiver_future")
             assert (result["result"], result["required"]) == ("waived", False), result
             assert failed == {(c, DRIFT_HOST) for c in BROKEN_CONTROLS - {"BASE-SSH-03"}}, failed
 
@@ -639,6 +643,9 @@ def count_cells(cells: dict[tuple[str, str], list[str]]) -> dict[str, int]:
 
 
 def break_waiver(expires: str) -> str:
+    """A waiver approved 30 days before ``expires`` (or today, for one in the future)."""
+    end = datetime.date.fromisoformat(expires)
+    approved = min(end - datetime.timedelta(days=30), datetime.date.today())
     return f"""\
 apiVersion: tenancy/v1
 kind: WaiverList
@@ -649,5 +656,6 @@ waivers:
     justification: >-
       Vendor support needs a root console on this host during the migration window.
     approved_by: security-office@example.gov
+    approved_on: {approved.isoformat()}
     expires: {expires}
 """
