@@ -29,6 +29,7 @@ SHARED = {
     "tenancy.cli.options",
     "tenancy.cli.ledger_gate",
     "tenancy.cli.guardrails",
+    "tenancy.cli.approved",
 }
 #: The entry points: the package exposes the dispatcher's ``main``, ``-m`` runs it.
 ENTRY = {"tenancy.cli": {"tenancy.cli.dispatch"}, "tenancy.cli.__main__": {"tenancy.cli"}}

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+from tenancy.cli.approved import ApprovalError, load_expected, preview_steps, unexpected
 from tenancy.cli.commands import Subparsers, add_command, summary
 from tenancy.cli.errors import EXIT_INVALID, EXIT_USAGE
 from tenancy.cli.guardrails import GuardrailsError, guardrails
 from tenancy.cli.options import add_approve_moves, add_site
 from tenancy.engine import EngineError, PolicyPack, run_pulumi
 from tenancy.plan.ledger import ledger_path, write_ledger
+from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.progress import RunWatcher
 from tenancy.project import Project
@@ -93,6 +96,10 @@ def _engine(args: argparse.Namespace) -> int:
         watchers.append(watcher)
         return watcher.running()
 
+    if args.verb == "up" and args.expect_diff is not None:
+        refused = _check_expected(args, project, result.plans[args.site], pack)
+        if refused is not None:
+            return refused
     try:
         code = run_pulumi(
             root, args.site, args.verb, [*extra, *args.pulumi_args], watch=watch, policy_pack=pack
@@ -105,6 +112,51 @@ def _engine(args: argparse.Namespace) -> int:
         print("hardening runs (per host):")
         print("\n".join(f"  {line}" for line in summary_lines))
     return code
+
+
+def _check_expected(
+    args: argparse.Namespace, project: Project, plan: Plan, pack: PolicyPack | None
+) -> int | None:
+    """Exit code when the stack would replace or delete more than the approved diff said."""
+    try:
+        approved = load_expected(args.expect_diff)
+    except ApprovalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if approved.site != args.site:
+        print(f"error: {args.expect_diff} is a diff of site {approved.site!r}", file=sys.stderr)
+        return EXIT_USAGE
+    os.environ.setdefault("PULUMI_SKIP_CHECKPOINTS", "true")
+    buffer = io.StringIO()
+    try:
+        code = run_pulumi(
+            project.root,
+            args.site,
+            "preview",
+            ["--json", *args.pulumi_args],
+            out=buffer,
+            policy_pack=pack,
+        )
+        steps = preview_steps(buffer.getvalue()) if code == 0 else []
+    except (EngineError, ApprovalError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if code != 0:
+        sys.stderr.write(buffer.getvalue()[-20000:])
+        print("nothing applied: the preview failed", file=sys.stderr)
+        return code
+    found = unexpected(steps, approved, {m.domain for m in plan.machines()})
+    for line in found:
+        print(f"not approved: {line}", file=sys.stderr)
+    if found:
+        print(
+            f"nothing applied: the stack would do {len(found)} thing(s) the approved diff "
+            f"({args.expect_diff}) does not announce; diff again and have it reviewed",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    print(f"the preview matches the approved diff ({args.expect_diff})", file=sys.stderr)
+    return None
 
 
 def register(sub: Subparsers) -> None:
@@ -143,6 +195,14 @@ def register(sub: Subparsers) -> None:
         if verb == "preview":
             p.add_argument("--diff", action="store_true", help="show property-level diffs")
         if verb == "up":
+            p.add_argument(
+                "--expect-diff",
+                type=Path,
+                metavar="FILE",
+                help="the `tenancy diff --format json` the reviewers approved: a preview runs "
+                "first, and nothing is applied when the stack would replace or delete a "
+                "machine's domain, disk, seed or data volume that FILE does not announce",
+            )
             p.add_argument(
                 "--refresh",
                 action="store_true",
