@@ -55,6 +55,35 @@ def stack_exists(root: Path, site: str) -> bool:
     return any(s.get("name") == site for s in json.loads(out.stdout or "[]"))
 
 
+def unprotect_approved(root: Path, site: str, approve: Sequence[str]) -> list[str]:
+    """Lift the protection of the approved machines' resources in the stack's state.
+
+    ``destroy`` does not run the program, so ``--approve`` cannot drop a protect flag
+    there the way ``up`` does; this does it through ``pulumi state unprotect`` for the
+    resources named ``<domain>-...`` of each approved domain (``all``: every one).
+    Returns the URNs unprotected.
+    """
+    binary = pulumi_binary()
+    out = _run([binary, "stack", "export", "--stack", site], root)
+    if out.returncode != 0:
+        raise EngineError(f"pulumi stack export failed: {out.stderr.strip()}")
+    resources = (json.loads(out.stdout or "{}").get("deployment") or {}).get("resources") or []
+    wanted = set(approve)
+    urns = []
+    for resource in resources:
+        urn = str(resource.get("urn", ""))
+        name = urn.rsplit("::", 1)[-1]
+        if resource.get("protect") and (
+            "all" in wanted or any(name.startswith(f"{d}-") for d in wanted)
+        ):
+            urns.append(urn)
+    for urn in urns:
+        done = _run([binary, "state", "unprotect", "--yes", "--stack", site, urn], root)
+        if done.returncode != 0:
+            raise EngineError(f"pulumi state unprotect {urn} failed: {done.stderr.strip()}")
+    return urns
+
+
 def _salt_of(path: Path) -> str | None:
     if not path.is_file():
         return None

@@ -71,7 +71,7 @@ def test_a_root_disk_or_data_volume_the_diff_does_not_announce_is_refused(
         preview(
             ("replace", urn("finance-db-1-domain")),
             ("replace", urn("finance-db-1-root")),  # e.g. a rebuilt guest image
-            ("delete", urn("finance-db-1-data")),
+            ("delete", urn("finance-db-1-data-vol")),
             ("replace", urn("finance-app-1-seed")),
             ("replace", urn("tnfinance-22bd", "pulumi-python:dynamic:Resource")),  # a network
         )

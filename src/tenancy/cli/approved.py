@@ -53,7 +53,8 @@ def _part(urn: str, domains: Iterable[str]) -> tuple[str, str] | None:
     name = urn.rsplit("::", 1)[-1]
     for domain in sorted(domains, key=len, reverse=True):
         if name.startswith(f"{domain}-"):
-            return domain, name[len(domain) + 1 :]
+            # a data volume's resource is <domain>-<volume>-vol (its component: <domain>-<volume>)
+            return domain, name[len(domain) + 1 :].removesuffix("-vol")
     return None
 
 

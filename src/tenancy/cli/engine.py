@@ -15,7 +15,7 @@ from tenancy.cli.commands import Subparsers, add_command, summary
 from tenancy.cli.errors import EXIT_INVALID, EXIT_USAGE
 from tenancy.cli.guardrails import GuardrailsError, guardrails
 from tenancy.cli.options import add_approve_moves, add_site
-from tenancy.engine import EngineError, PolicyPack, run_pulumi
+from tenancy.engine import EngineError, PolicyPack, run_pulumi, unprotect_approved
 from tenancy.plan.ledger import ledger_path, write_ledger
 from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
@@ -96,6 +96,13 @@ def _engine(args: argparse.Namespace) -> int:
         watchers.append(watcher)
         return watcher.running()
 
+    if args.verb == "destroy" and args.approve:
+        try:
+            lifted = unprotect_approved(root, args.site, args.approve)
+        except EngineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"approved: protection lifted from {len(lifted)} resource(s)", file=sys.stderr)
     if args.verb == "up" and args.expect_diff is not None:
         refused = _check_expected(args, project, result.plans[args.site], pack)
         if refused is not None:

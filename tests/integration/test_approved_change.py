@@ -1,0 +1,205 @@
+"""A protected machine resized through the reviewed path, on the real engine and libvirt.
+
+On an isolated copy of the project (site ``it-approve``, one tenant, one protected
+tiny TCG VM with a data volume; the baseline's controls waived: this test is about
+what the engine may replace, not about hardening), kept in a git repository:
+
+1. ``tenancy up`` creates the VM.
+2. The tenant file asks for a bigger flavor. ``tenancy diff --base HEAD`` marks the
+   machine as a restart that needs ``--approve``; its JSON is what the reviewers approve.
+3. ``tenancy up --expect-diff approved.json`` without ``--approve``: refused, the
+   domain keeps its memory.
+4. ``tenancy up --expect-diff`` with a diff that announces nothing (taken before the
+   edit), even with ``--approve``: refused, nothing applied.
+5. ``tenancy up --expect-diff approved.json --approve <domain>``: applied; the domain
+   has the new memory, the data volume is the same file (not rebuilt).
+6. ``tenancy destroy --approve <domain>`` leaves nothing of the site.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+import yaml
+from tests.support.libvirt_cleanup import site_objects, sweep_site
+from tests.support.locks import site_lock
+from tests.support.sitecopy import SiteCopy, make_site_copy, new_workdir
+from tests.support.waivers import waive_baseline
+
+pytestmark = pytest.mark.integration
+
+SITE = "it-approve"
+TENANT = "it-approve"
+DOMAIN = f"{TENANT}-db-1"
+ENGINE_TIMEOUT = 3600.0
+TENANT_DOC: dict[str, Any] = {
+    "apiVersion": "tenancy/v1",
+    "kind": "Tenant",
+    "metadata": {"name": TENANT, "displayName": "审批 Approve", "owner": "approve@example.gov"},
+    "spec": {
+        "site": SITE,
+        "zone": "intranet",
+        "network": {"cidr": "10.30.205.0/24"},
+        "machines": [
+            {
+                "name": "db",
+                "flavor": "tiny",
+                "image": "debian-12",
+                "diskGiB": 4,
+                "protect": True,
+                "volumes": [{"name": "data", "sizeGiB": 1, "pool": "bulk"}],
+            }
+        ],
+        "policies": ["baseline"],
+    },
+}
+
+
+def git(root: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "ops",
+        "GIT_AUTHOR_EMAIL": "ops@example.gov",
+        "GIT_COMMITTER_NAME": "ops",
+        "GIT_COMMITTER_EMAIL": "ops@example.gov",
+    }
+    done = subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, env=env
+    )
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def copy(libvirt_uri: str, pulumi_env: Any, guest_image: Any, standins: Any) -> Iterator[SiteCopy]:
+    main = Path(os.environ["TENANCY_ROOT"])
+    with site_lock(SITE):
+        workdir = new_workdir(SITE)
+        site = make_site_copy(main, workdir / "project", SITE, {TENANT: TENANT_DOC})
+        waive_baseline(site, [TENANT])
+        if any(site_objects(libvirt_uri, site, [TENANT]).values()):
+            sweep_site(libvirt_uri, site, [TENANT])
+        git(site.root, "init", "-q", "-b", "main")
+        git(site.root, "add", "-A")
+        git(site.root, "commit", "-q", "-m", "base")
+        try:
+            yield site
+        finally:
+            try:
+                destroyed = site.tenancy(
+                    "destroy", "--site", SITE, "--approve", DOMAIN, timeout=1800
+                )
+            finally:
+                left = sweep_site(libvirt_uri, site, [TENANT])
+                shutil.rmtree(workdir, ignore_errors=True)
+            assert destroyed.returncode == 0, destroyed.stdout[-3000:] + destroyed.stderr[-2000:]
+            assert not any(left.values()), f"destroy left objects behind: {left}"
+
+
+def domain_memory_mib(uri: str) -> int:
+    conn = libvirt.open(uri)
+    try:
+        return int(conn.lookupByName(DOMAIN).maxMemory()) // 1024
+    finally:
+        conn.close()
+
+
+def data_volume_key(uri: str) -> str:
+    conn = libvirt.open(uri)
+    try:
+        for pool in conn.listAllStoragePools():
+            for vol in pool.listAllVolumes():
+                if vol.name() == f"{DOMAIN}-data.qcow2":
+                    return str(vol.key())
+    finally:
+        conn.close()
+    raise AssertionError(f"no data volume {DOMAIN}-data")
+
+
+def output(run: subprocess.CompletedProcess[str]) -> str:
+    return run.stdout + run.stderr
+
+
+def test_a_protected_resize_goes_through_approval(
+    copy: SiteCopy, libvirt_uri: str, step_timer: Any, tmp_path: Path
+) -> None:
+    with step_timer.step("1 up (create)"):
+        created = copy.tenancy("up", "--site", SITE, timeout=ENGINE_TIMEOUT)
+        assert created.returncode == 0, output(created)[-5000:]
+    assert domain_memory_mib(libvirt_uri) == 512
+    volume = data_volume_key(libvirt_uri)
+    git(copy.root, "add", "-A")
+    git(copy.root, "commit", "-q", "-m", "applied")
+
+    empty = tmp_path / "empty.json"
+    with step_timer.step("2 diff (nothing yet)"):
+        run = copy.tenancy("diff", "--site", SITE, "--base", "HEAD", "--format", "json")
+        assert run.returncode == 0, output(run)
+        empty.write_text(run.stdout, encoding="utf-8")
+    assert json.loads(run.stdout)["machines"] == []
+
+    path = copy.root / "tenants" / f"{TENANT}.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["spec"]["machines"][0]["flavor"] = "small"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    approved = tmp_path / "approved.json"
+    with step_timer.step("2 diff (resize)"):
+        run = copy.tenancy("diff", "--site", SITE, "--base", "HEAD", "--format", "json")
+        assert run.returncode == 0, output(run)
+        approved.write_text(run.stdout, encoding="utf-8")
+        md = copy.tenancy("diff", "--site", SITE, "--base", "HEAD", "--format", "markdown")
+    diff = json.loads(run.stdout)
+    assert [(m["domain"], m["change"], m["protected"]) for m in diff["machines"]] == [
+        (DOMAIN, "restart", True)
+    ]
+    assert diff["approvals"] == [DOMAIN]
+    assert f"| `{DOMAIN}` | **restart** ⚠ needs `--approve` |" in md.stdout
+
+    with step_timer.step("3 up without --approve (refused)"):
+        refused = copy.tenancy("up", "--site", SITE, "--expect-diff", str(approved))
+    assert refused.returncode != 0, output(refused)[-4000:]
+    assert "protect" in output(refused), output(refused)[-4000:]
+    assert domain_memory_mib(libvirt_uri) == 512
+
+    with step_timer.step("4 up with a diff that announces nothing (refused)"):
+        unannounced = copy.tenancy(
+            "up", "--site", SITE, "--approve", DOMAIN, "--expect-diff", str(empty)
+        )
+    text = output(unannounced)
+    assert unannounced.returncode == 1, text[-4000:]
+    assert f"not approved: {DOMAIN}: replace of its domain" in text, text[-4000:]
+    assert "nothing applied" in text
+    assert domain_memory_mib(libvirt_uri) == 512
+
+    evidence = step_timer.report.with_suffix(".refusals.txt")
+    evidence.parent.mkdir(parents=True, exist_ok=True)
+    evidence.write_text(
+        "## 3 up --expect-diff approved.json (no --approve)\n"
+        + output(refused)[-3000:]
+        + "\n## 4 up --approve --expect-diff empty.json\n"
+        + text[-3000:],
+        encoding="utf-8",
+    )
+    with step_timer.step("5 up with the approved diff and --approve"):
+        applied = copy.tenancy(
+            "up",
+            "--site",
+            SITE,
+            "--approve",
+            DOMAIN,
+            "--expect-diff",
+            str(approved),
+            timeout=ENGINE_TIMEOUT,
+        )
+    text = output(applied)
+    assert applied.returncode == 0, text[-5000:]
+    assert "the preview matches the approved diff" in text
+    assert domain_memory_mib(libvirt_uri) == 768
+    assert data_volume_key(libvirt_uri) == volume  # the same volume, not rebuilt
