@@ -48,7 +48,9 @@ COMMANDS: dict[str, Command] = {
     "preview": Command(_ENGINE, "show what pulumi would change on a site (replacements included)"),
     "up": Command(_ENGINE, "apply a site: write the ledger, then pulumi up"),
     "refresh": Command(_ENGINE, "read the real state of a site's resources back into the stack"),
-    "destroy": Command(_ENGINE, "remove everything of a site's stack (protected resources refuse)"),
+    "destroy": Command(
+        _ENGINE, "remove everything of a site's stack (protected machines need --approve)"
+    ),
     "harden": Command(
         "tenancy.cli.harden",
         "apply (or --check) the security baseline on a site's VMs with Ansible",
