@@ -389,7 +389,9 @@ def test_overlap_with_site_ranges(project: Path, cidr: str, what: str) -> None:
     write_tenant(project, tenant_doc("aa", network={"cidr": cidr}))
     errors = errors_of(validate(project), "tenants/aa.yaml")
     error = find(errors, message=f"overlaps the {what}")
-    assert error.expected == "a network free of reserved ranges"
+    assert error.expected == (
+        "a network free of the site's reserved, client, ops and infrastructure ranges"
+    )
     assert error.found == cidr
 
 
@@ -401,9 +403,12 @@ def test_internet_range_is_not_reserved(project: Path) -> None:
 
 
 def test_segment_too_small(project: Path) -> None:
+    # one check of the size: the site's allowed range (at most /28 by the model)
     write_tenant(project, tenant_doc("aa", network={"cidr": "10.30.9.0/29"}))
-    error = find(errors_of(validate(project)), message="segment too small")
-    assert (error.expected, error.found) == ("a prefix of /28 or shorter", "10.30.9.0/29")
+    errors = errors_of(validate(project), "tenants/aa.yaml")
+    (error,) = [e for e in errors if e.field == "spec.network.cidr"]
+    assert error.message == "segment size not allowed by the site"
+    assert (error.expected, error.found) == ("a /22 to /28", "10.30.9.0/29")
 
 
 # --------------------------------------------------------------------------- names, files

@@ -248,47 +248,20 @@ def check_references(tenants: dict[str, LoadedTenant]) -> list[SpecError]:
 
 
 def check_cidrs(tenants: dict[str, LoadedTenant], site: LoadedSite) -> list[SpecError]:
-    """Explicit tenant CIDRs overlap neither each other nor the site's reserved/external ranges.
+    """Explicit tenant CIDRs do not overlap each other.
 
-    Overlaps between tenants are found by one sweep over address intervals sorted by start
-    (n log n, not every pair); the tenant whose name sorts later gets the error.
+    (Their place in the site's address space, their size and the site's own ranges are
+    checked per tenant by ``tenancy.plan.site_ranges.check_segment_cidr``.) Overlaps are
+    found by one sweep over address intervals sorted by start (n log n, not every pair);
+    the tenant whose name sorts later gets the error.
     """
     errors: list[SpecError] = []
-    s = site.model
-    fixed: list[tuple[str, str]] = [(c, "site reserved range") for c in s.reserved]
-    for kw in KEYWORD_ENDPOINTS:
-        if kw == "internet":
-            continue
-        fixed += [(c, f"site {kw} client range") for c in getattr(s.external, kw)]
-    fixed_nets = [(ipaddress.IPv4Network(c), c, what) for c, what in fixed]
     spans: list[tuple[int, int, str, str]] = []  # start, end, tenant, cidr
     for name, t in sorted(tenants.items()):
         cidr = t.model.spec.network.cidr
         if cidr is None:
             continue
         net = ipaddress.IPv4Network(cidr)
-        where = t.locate("spec", "network", "cidr")
-        for other_net, other, what in fixed_nets:
-            if net.overlaps(other_net):
-                errors.append(
-                    SpecError(
-                        where,
-                        "spec.network.cidr",
-                        f"overlaps the {what} {other}",
-                        "a network free of reserved ranges",
-                        cidr,
-                    )
-                )
-        if net.num_addresses < 16:
-            errors.append(
-                SpecError(
-                    where,
-                    "spec.network.cidr",
-                    "segment too small",
-                    "a prefix of /28 or shorter",
-                    cidr,
-                )
-            )
         spans.append((int(net.network_address), int(net.broadcast_address), name, cidr))
     spans.sort(key=lambda x: (x[0], -x[1], x[2]))
     cover: tuple[int, int, str, str] | None = None

@@ -14,6 +14,7 @@ from tenancy.contract.loader import LoadedTenant
 from tenancy.contract.models import Site
 from tenancy.plan import ipam
 from tenancy.plan.ledger import Ledger
+from tenancy.plan.site_ranges import segment_exclusions
 
 #: An address interval of the conflict sweep: start, end, owner ("" = site), cidr.
 _Span = tuple[int, int, str, str]
@@ -21,12 +22,7 @@ _Span = tuple[int, int, str, str]
 
 def site_ranges(site: Site) -> list[tuple[str, str]]:
     """Ranges no segment may take, with what each one is (for the error message)."""
-    fixed: list[tuple[str, str]] = [(c, "site reserved range") for c in site.reserved]
-    for kw in ("intranet", "extranet"):
-        fixed += [(c, f"site {kw} client range") for c in getattr(site.external, kw)]
-    fixed += [(c, "ops network") for c in site.ops.cidrs]
-    fixed += [(c, "infrastructure network") for c in site.infrastructure]
-    return fixed
+    return [(str(o.net), o.what) for o in segment_exclusions(site)]
 
 
 def check_recorded_zone(

@@ -36,13 +36,9 @@ def _nets(cidrs: Iterable[str]) -> list[IPv4Network]:
     return [ipaddress.IPv4Network(c) for c in cidrs]
 
 
-def owned_ranges(site: Site) -> list[Owned]:
-    """Everything no tenant may name as a CIDR: pools, reserved, ops and infrastructure."""
+def _fixed(site: Site) -> list[Owned]:
+    """The site's reserved, ops and infrastructure ranges: the one list of them."""
     owned = [
-        Owned(IPv4Network(getattr(site.address_pools, z)), f"{z} address pool", ("addressPools", z))
-        for z in ZONES
-    ]
-    owned += [
         Owned(n, "site reserved range", ("reserved", i)) for i, n in enumerate(_nets(site.reserved))
     ]
     owned += [
@@ -53,6 +49,27 @@ def owned_ranges(site: Site) -> list[Owned]:
         for i, n in enumerate(_nets(site.infrastructure))
     ]
     return owned
+
+
+def owned_ranges(site: Site) -> list[Owned]:
+    """Everything no tenant may name as a CIDR: pools, reserved, ops and infrastructure."""
+    pools = [
+        Owned(IPv4Network(getattr(site.address_pools, z)), f"{z} address pool", ("addressPools", z))
+        for z in ZONES
+    ]
+    return pools + _fixed(site)
+
+
+def segment_exclusions(site: Site) -> list[Owned]:
+    """Everything no segment may take: reserved, ops, infrastructure and the client ranges."""
+    clients = [
+        Owned(n, f"site {z} client range", ("external", z, i))
+        for z in ZONES
+        for i, n in enumerate(_nets(getattr(site.external, z)))
+    ]
+    fixed = _fixed(site)
+    reserved = [o for o in fixed if o.field[0] == "reserved"]
+    return [*reserved, *clients, *(o for o in fixed if o.field[0] != "reserved")]
 
 
 def client_ranges(site: Site) -> dict[str, list[IPv4Network]]:
@@ -130,16 +147,14 @@ def check_segment_cidr(t: LoadedTenant, site: Site) -> list[SpecError]:
                 where, field, "segment size not allowed by the site", f"a /{lo} to /{hi}", cidr
             )
         )
-    for owned in owned_ranges(site):
-        if owned.what.endswith("address pool") or owned.what == "site reserved range":
-            continue  # pools hold segments; reserved ranges are cross-checked already
+    for owned in segment_exclusions(site):
         if net.overlaps(owned.net):
             errors.append(
                 SpecError(
                     where,
                     field,
                     f"overlaps the {owned.what} {owned.net}",
-                    "a network free of ops and infrastructure ranges",
+                    "a network free of the site's reserved, client, ops and infrastructure ranges",
                     cidr,
                 )
             )
