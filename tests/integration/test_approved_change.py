@@ -29,6 +29,7 @@ from typing import Any
 import libvirt
 import pytest
 import yaml
+from tests.support.git import git
 from tests.support.libvirt_cleanup import site_objects, sweep_site
 from tests.support.locks import site_lock
 from tests.support.sitecopy import SiteCopy, make_site_copy, new_workdir
@@ -61,20 +62,6 @@ TENANT_DOC: dict[str, Any] = {
         "policies": ["baseline"],
     },
 }
-
-
-def git(root: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "ops",
-        "GIT_AUTHOR_EMAIL": "ops@example.gov",
-        "GIT_COMMITTER_NAME": "ops",
-        "GIT_COMMITTER_EMAIL": "ops@example.gov",
-    }
-    done = subprocess.run(
-        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, env=env
-    )
-    return done.stdout
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,13 @@ test builds a real repository with two concurrent branches.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 from tests.support.cli import CliResult
+from tests.support.git import git
 from tests.support.problems import errors_of, find
 from tests.support.project import tenant_doc, write_tenant
 
@@ -156,20 +156,6 @@ def test_a_pull_request_may_not_move_a_recorded_allocation(
     assert result.code == EXIT_INVALID
     assert "changes the recorded address of portal-1 of tenant hr" in result.err
     assert f"{LEDGER}:" in result.err  # located in the pull request's ledger
-
-
-def git(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.gov",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.gov",
-        "HOME": str(repo),
-        "PATH": "/usr/bin:/bin",
-    }
-    return subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=check, env=env
-    )
 
 
 def test_two_concurrent_allocations_conflict_in_git(recorded: Path, cli: Cli) -> None:

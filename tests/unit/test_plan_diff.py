@@ -6,14 +6,13 @@ sites); the CLI test runs ``tenancy diff --base`` on a real git repository.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import yaml
 from tests.support.cli import CliResult
+from tests.support.git import git
 from tests.support.project import copy_project, edit_site, grant_quota, tenant_doc, write_tenant
 
 from tenancy.cli.errors import EXIT_OK
@@ -147,20 +146,6 @@ def test_flows_and_a_new_tenant(tmp_path: Path) -> None:
     md = diff_report.to_markdown(diff)
     assert "```mermaid\nflowchart LR\n" in md
     assert '|"+ 5432/tcp"|' in md  # the new flow is an edge of the diagram
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.gov",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.gov",
-    }
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, env=env
-    )
-    return done.stdout
 
 
 def test_diff_against_a_git_revision(tmp_path: Path, cli: Cli) -> None:

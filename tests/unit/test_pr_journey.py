@@ -10,7 +10,6 @@ stale CODEOWNERS, a stale ledger and a self-granted quota failing the check.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import pytest
 import yaml
 from tests.support.actions import JobRun, run_job
 from tests.support.cli import CliResult
+from tests.support.git import git
 from tests.support.project import REPO, copy_project, tenant_doc, write_tenant
 
 from tenancy.plan.ledger import read_ledger
@@ -38,20 +38,7 @@ class Repo:
         self.prs = 0
 
     def git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = {
-            **os.environ,
-            "GIT_AUTHOR_NAME": "dept",
-            "GIT_AUTHOR_EMAIL": "dept@example.gov",
-            "GIT_COMMITTER_NAME": "dept",
-            "GIT_COMMITTER_EMAIL": "dept@example.gov",
-        }
-        return subprocess.run(
-            ["git", "-C", str(self.root), *args],
-            capture_output=True,
-            text=True,
-            check=check,
-            env=env,
-        )
+        return git(self.root, *args, check=check)
 
     def tenancy(self, *args: str) -> CliResult:
         return self.cli("--root", self.root, *args)
