@@ -57,6 +57,9 @@ for host in plan.hosts:
     render_host_nftables(plan, host.name, guest_host_services(site.ntp_servers))
 for to_text in (plan_report.to_markdown, plan_report.to_dot, plan_report.to_mermaid):
     to_text(plan)
+from tenancy.plan.plan_diff import diff_plans
+from tenancy.render import diff_report
+diff_report.to_markdown(diff_plans(None, plan, {}, {}))
 env.render("tenant/tenant.yaml.j2", name="x", path="tenants/x.yaml", display_name="x",
            owner="x@example.gov", site="dc-east", zone="intranet", flavor="small",
            flavors="small", image="debian-12", images="debian-12", pool="default")
