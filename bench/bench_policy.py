@@ -67,6 +67,7 @@ from tenancy.contract.loader import load_site, site_file
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.ansible_run import run_policy
 from tenancy.policy.digest import PolicyFiles
+from tenancy.policy.ops_keys import OpsKeys, ops_public_keys
 from tenancy.policy.reachability import wait_for_ssh
 from tenancy.policy.results import RunResult
 from tenancy.policy.run_request import RunRequest, new_run_id
@@ -113,7 +114,8 @@ def inventory_of(copy: SiteCopy) -> tuple[dict[str, Any], dict[str, str]]:
     assert site is not None
     plan = result.plans[SITE]
     sources = load_policy_sources(Project.at(copy.root))
-    inv = policy_inventory(plan, site.model, sources, date.today())
+    keys = OpsKeys(tuple(ops_public_keys(copy.root, site.model.ops)))
+    inv = policy_inventory(plan, site.model, sources, date.today(), ops_keys=keys)
     return inv, {m.domain: m.address for m in plan.machines()}
 
 

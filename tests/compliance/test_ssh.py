@@ -1,4 +1,4 @@
-"""SSH server (role tenancy_ssh): BASE-SSH-01..08, MLPS-SSH-01.
+"""SSH server (role tenancy_ssh): BASE-SSH-01..09, MLPS-SSH-01.
 
 Settings are read from the effective configuration (``sshd -T`` as root), so
 a check proves what sshd really does, whichever file a value comes from.
@@ -6,12 +6,13 @@ a check proves what sshd really does, whichever file a value comes from.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from tenancy.compliance import control
 from tenancy.compliance.applicability import HostInfo
 from tenancy.compliance.expect import Between, OneOf, SubsetOf, expect
-from tenancy.compliance.facts import read_file, sshd_config, stat, units
+from tenancy.compliance.facts import active_lines, read_file, run, sshd_config, stat, units
 from tenancy.compliance.items import Item
 
 DROPIN = "/etc/ssh/sshd_config.d/05-tenancy-hardening.conf"
@@ -182,3 +183,48 @@ def sshd_allow_groups(host: Any, item: Item, info: HostInfo) -> None:
     value = sshd_config(host).get("allowgroups")
     assert value, "sshd allowgroups is not set: every account with a key may log in"
     expect("sshd allowgroups", value, OneOf((" ".join(allowed),)))
+
+
+def _key_id(line: str) -> tuple[str, str] | None:
+    """(type, base64 blob) of an authorized_keys line, options and comment ignored."""
+    fields = line.split()
+    for i, field in enumerate(fields[:-1]):
+        if field.startswith(("ssh-", "ecdsa-", "sk-")):
+            return field, fields[i + 1]
+    return None
+
+
+@control(
+    "BASE-SSH-09",
+    items=["site-keys-known", "authorized-keys", "keys-file-private", "one-keys-file"],
+)
+def ops_authorized_keys(host: Any, item: Item, info: HostInfo) -> None:
+    user = str(info.var("tenancy_site_ops_user") or "")
+    wanted = [str(k) for k in info.var("tenancy_site_ops_ssh_keys") or []]
+    if item.name == "site-keys-known":
+        assert user, "the inventory names no operations account (tenancy_site_ops_user)"
+        assert wanted, "the inventory names no operator keys (tenancy_site_ops_ssh_keys)"
+        return
+    if item.name == "one-keys-file":
+        expect(
+            "sshd authorizedkeysfile",
+            sshd_config(host).get("authorizedkeysfile"),
+            ".ssh/authorized_keys",
+        )
+        return
+    home = run(host, f"getent passwd {shlex.quote(user)} | cut -d: -f6").stdout.strip()
+    assert home, f"account {user!r} does not exist"
+    path = f"{home}/.ssh/authorized_keys"
+    if item.name == "keys-file-private":
+        found = stat(host, path)[path]
+        assert found is not None, f"{path} does not exist"
+        assert found.owner == user, f"{path} is owned by {found.owner}, expected {user}"
+        assert found.mode & 0o077 == 0, f"{path} has mode {found.mode:04o}, expected 0600"
+        return
+    text = read_file(host, path) or ""
+    present = {k for k in map(_key_id, active_lines(text)) if k is not None}
+    expected = {k for k in map(_key_id, wanted) if k is not None}
+    extra = sorted(f"{t} ...{b[-12:]}" for t, b in present - expected)
+    missing = sorted(f"{t} ...{b[-12:]}" for t, b in expected - present)
+    assert not extra, f"{path} holds keys the site does not name: {extra}"
+    assert not missing, f"{path} lacks the site's keys: {missing}"

@@ -10,6 +10,7 @@ import re
 from typing import Any
 
 from tenancy.compliance import control
+from tenancy.compliance.applicability import HostInfo
 from tenancy.compliance.expect import expect
 from tenancy.compliance.facts import packages, run, units
 from tenancy.compliance.items import Item
@@ -40,10 +41,16 @@ def _apt_config(host: Any) -> tuple[dict[str, str], dict[str, list[str]]]:
         "APT::Periodic::Unattended-Upgrade": "1",
         "apt-daily.timer": "enabled",
         "apt-daily-upgrade.timer": "enabled",
+        "Acquire::http::Proxy": "the site's packageMirror (none when it names none)",
     },
 )
-def unattended_upgrades_enabled(host: Any, item: Item) -> None:
-    if item.name == "package":
+def unattended_upgrades_enabled(host: Any, item: Item, info: HostInfo) -> None:
+    if item.name == "Acquire::http::Proxy":
+        # a first-boot value (cloud-init's file) must not outlive a mirror change
+        wanted = str(info.var("tenancy_site_apt_proxy", "") or "")
+        scalars, _ = _apt_config(host)
+        expect(item.name, scalars.get(item.name), wanted or None)
+    elif item.name == "package":
         status = packages(host, [item.expected])[item.expected]
         expect("package unattended-upgrades", status, "installed")
     elif item.name.endswith(".timer"):

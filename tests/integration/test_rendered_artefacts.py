@@ -375,7 +375,7 @@ def render_machine(plan: Plan, site: Site, t: Any, m: Any, art: Artefacts, out: 
     }  # fmt: skip
     art.hostnames[str(meta)] = m.domain
     pool = f"tenancy-{plan.site}-{m.root_pool}"
-    seed_name = f"{m.domain}-seed-{seed.digest[:8]}.iso"
+    seed_name = f"{m.domain}-seed-{seed.identity[:8]}.iso"
     uri = host.uri
     seed_props = {"uri": uri, "pool": pool, "name": seed_name, "user_data": seed.user_data}
     seed_props |= {"meta_data": seed.meta_data, "network_config": seed.network_config}

@@ -67,8 +67,10 @@ from datetime import date
 from tenancy.policy.catalogue_load import load_catalogue
 from tenancy.policy.report import build_results, render_html
 from tenancy.policy.variables import load_policy_sources, policy_inventory, tenant_hosts
+from tenancy.policy.ops_keys import OpsKeys
 sources = load_policy_sources(project)
-inv = policy_inventory(plan, site, sources, date.today(), check_site=False)
+inv = policy_inventory(plan, site, sources, date.today(), ops_keys=OpsKeys(('ssh-ed25519 A t',)),
+                       check_site=False)
 meta = {"site": "dc-east", "tenant": None, "plan_digest": plan.digest(), "tenants_commit": None,
         "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T00:01:00+00:00",
         "today": date.today().isoformat(), "tools": {}}

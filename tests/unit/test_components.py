@@ -415,7 +415,13 @@ def test_policy_runs_come_from_the_programs_inputs(
     for t in inputs.plan.tenants:
         got, urn = runs[t.name].inputs, runs[t.name].urn
         want = policy_run_args(
-            inputs.project, inputs.site, inputs.plan, t.name, inputs.policy_sources, inputs.today
+            inputs.project,
+            inputs.site,
+            inputs.plan,
+            t.name,
+            inputs.policy_sources,
+            inputs.today,
+            inputs.ssh_keys,
         )
         assert got["project"] == str(project.resolve()), urn
         assert got["state_dir"] == str(inputs.project.state_dir), urn

@@ -22,7 +22,7 @@ from tenancy.cli.errors import EXIT_INVALID, EXIT_OK
 from tenancy.plan.plan_diff import PlanDiff, diff_plans
 from tenancy.plan.planner import plan_paths
 from tenancy.render import diff_report
-from tenancy.render.cloud_init import seed_digests
+from tenancy.render.cloud_init import seed_identities
 
 Cli = Callable[..., CliResult]
 STACK = "urn:pulumi:dc-east::tenancy::tenancy:infra:TenantHosting$tenancy:infra:VirtualMachine$"
@@ -51,8 +51,8 @@ def resized(project: Path) -> PlanDiff:
     return diff_plans(
         base.plans[site],
         head.plans[site],
-        seed_digests(base.plans[site], base.sites[site].model),
-        seed_digests(head.plans[site], head.sites[site].model),
+        seed_identities(base.plans[site], base.sites[site].model),
+        seed_identities(head.plans[site], head.sites[site].model),
     )
 
 

@@ -16,12 +16,13 @@ from tests.support.git import git
 from tests.support.project import copy_project, edit_site, grant_quota, tenant_doc, write_tenant
 
 from tenancy.cli.errors import EXIT_OK
-from tenancy.plan.plan_diff import PlanDiff, diff_plans
+from tenancy.plan.plan_diff import PlanDiff, diff_plans, site_setting_changes
 from tenancy.plan.planner import plan_paths
 from tenancy.render import diff_report
-from tenancy.render.cloud_init import seed_digests
+from tenancy.render.cloud_init import seed_identities
 
 Cli = Callable[..., CliResult]
+LOCAL_OPS = {"user": "ops", "sshKeyFiles": [".tenancy/ssh/ops_ed25519.pub"], "cidrs": []}
 Edit = Callable[[Path], None]
 
 
@@ -37,8 +38,9 @@ def diff_after(tmp_path: Path, site: str, edit: Edit) -> PlanDiff:
     return diff_plans(
         base.plans[site],
         head.plans[site],
-        seed_digests(base.plans[site], base.sites[site].model),
-        seed_digests(head.plans[site], head.sites[site].model),
+        seed_identities(base.plans[site], base.sites[site].model),
+        seed_identities(head.plans[site], head.sites[site].model),
+        settings=site_setting_changes(base.sites[site].model, head.sites[site].model),
     )
 
 
@@ -109,15 +111,36 @@ def test_a_new_address_replaces_the_machine(tmp_path: Path) -> None:
     assert diff.approvals() == ["finance-db-1"]
 
 
-def test_a_site_setting_in_every_seed_replaces_every_machine(tmp_path: Path) -> None:
-    # what routine site settings cost today: the package mirror is part of every seed
+def test_routine_site_settings_replace_no_machine(tmp_path: Path) -> None:
+    # the mirror and the operators' keys are in every seed, but only for first boot:
+    # the baseline applies them in place, so the diff lists them once for the site
+    def rotate(root: Path) -> None:
+        edit_site(root, "local", packageMirror="http://10.0.0.9:3142")
+        edit_site(root, "local", ops={**LOCAL_OPS, "sshKeys": ["ssh-ed25519 AAAAnew ops@new"]})
+
+    diff = diff_after(tmp_path, "local", rotate)
+    assert diff.machines == [] and diff.tenants == []
+    assert diff.settings == [
+        "operators' SSH keys (BASE-SSH-09)",
+        "package mirror none → http://10.0.0.9:3142 (BASE-UPD-01)",
+    ]
+    assert not diff.empty
+    assert "in place by the baseline" in diff_report.to_markdown(diff)
+    assert "site setting operators' SSH keys" in diff_report.to_table(diff)
+
+
+def test_a_new_ops_account_replaces_every_machine(tmp_path: Path) -> None:
+    # the account name is identity: cloud-init creates it once, at first boot
     diff = diff_after(
-        tmp_path, "local", lambda root: edit_site(root, "local", packageMirror="http://m.example")
+        tmp_path, "local", lambda root: edit_site(root, "local", ops={**LOCAL_OPS, "user": "admin"})
     )
-    assert {m.domain for m in diff.machines} == {"hr-portal-1", "tourism-web-1"}
-    assert {(m.change, tuple(m.reasons)) for m in diff.machines} == {
-        ("replace", ("cloud-init seed changed",))
+    assert {(m.domain, m.change) for m in diff.machines} == {
+        ("hr-portal-1", "replace"),
+        ("tourism-web-1", "replace"),
     }
+    assert diff.machines[0].reasons == [
+        "cloud-init identity changed (hostname, network or ops account)"
+    ]
 
 
 def allow_egress_to_archive(spec: dict[str, object]) -> None:

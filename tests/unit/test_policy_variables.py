@@ -22,6 +22,7 @@ from tenancy.contract.models import Site
 from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.catalogue import Catalogue
+from tenancy.policy.ops_keys import OpsKeys
 from tenancy.policy.variables import (
     PolicySources,
     VariablesError,
@@ -37,6 +38,7 @@ from tenancy.policy.waivers import Waiver
 from tenancy.project import Project
 
 TODAY = date(2026, 11, 28)
+OPS_KEYS = OpsKeys(("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpsKeyOfTheTests ops@site",))
 FIREWALL_VARS = yaml.safe_load((REPO / "roles/tenancy_firewall/vars/main.yml").read_text())
 RULE_KEYS = {"direction", "peer_cidr", "proto", "port", "comment"}
 
@@ -87,7 +89,7 @@ def test_local_site_variables_fall_back_to_the_segment_gateway(
     local_plan: Plan, local_site: Site
 ) -> None:
     hr = next(t for t in local_plan.tenants if t.name == "hr")
-    got = site_variables(local_site, hr)
+    got = site_variables(local_site, hr, OPS_KEYS.keys)
     gateway = hr.segment.gateway
     # The local site names no ops networks and no NTP servers: the hypervisor (the
     # segment gateway, which is also the controller here) is both.
@@ -110,7 +112,7 @@ def test_site_settings_pass_through(local_plan: Plan, local_site: Site) -> None:
         }
     )
     hr = next(t for t in local_plan.tenants if t.name == "hr")
-    got = site_variables(site, hr)
+    got = site_variables(site, hr, OPS_KEYS.keys)
     assert got.ops_cidrs == ("10.99.0.0/26", f"{hr.segment.gateway}/32")
     assert got.ntp_servers == ("10.99.0.5", "10.99.0.6")
     assert got.apt_proxy == "http://10.99.0.7:3142"
@@ -187,7 +189,7 @@ def test_single_ports_are_ints_and_ranges_strings(project: Path) -> None:
 def test_inventory_carries_every_policy_variable(
     local_plan: Plan, local_site: Site, sources: PolicySources
 ) -> None:
-    inv = policy_inventory(local_plan, local_site, sources, TODAY)
+    inv = policy_inventory(local_plan, local_site, sources, TODAY, ops_keys=OPS_KEYS)
     hosts = tenant_hosts(inv)
     assert sorted(hosts) == sorted(m.domain for m in local_plan.machines())
     for name, hv in hosts.items():
@@ -205,12 +207,12 @@ def test_inventory_carries_every_policy_variable(
 
 
 def test_inventory_is_yaml_safe(local_plan: Plan, local_site: Site, sources: PolicySources) -> None:
-    inv = policy_inventory(local_plan, local_site, sources, TODAY)
+    inv = policy_inventory(local_plan, local_site, sources, TODAY, ops_keys=OPS_KEYS)
     assert yaml.safe_load(yaml.safe_dump(inv)) == inv
 
 
 def test_tenant_filter(local_plan: Plan, local_site: Site, sources: PolicySources) -> None:
-    inv = policy_inventory(local_plan, local_site, sources, TODAY, ["tourism"])
+    inv = policy_inventory(local_plan, local_site, sources, TODAY, ["tourism"], ops_keys=OPS_KEYS)
     assert list(inv["all"]["children"]) == ["tourism"]
     assert list(tenant_hosts(inv)) == ["tourism-web-1"]
 
@@ -219,7 +221,7 @@ def test_unknown_tenant_is_an_error(
     local_plan: Plan, local_site: Site, sources: PolicySources
 ) -> None:
     with pytest.raises(VariablesError) as err:
-        policy_inventory(local_plan, local_site, sources, TODAY, ["nope"])
+        policy_inventory(local_plan, local_site, sources, TODAY, ["nope"], ops_keys=OPS_KEYS)
     assert "tenant 'nope' is not planned on site local (planned: hr, tourism)" in str(err.value)
 
 
@@ -235,7 +237,7 @@ def test_unknown_profile_is_an_error_naming_the_file(
     ]
     plan = valid.model_copy(update={"tenants": tenants})
     with pytest.raises(VariablesError) as err:
-        policy_inventory(plan, local_site, sources, TODAY, ["strict"])
+        policy_inventory(plan, local_site, sources, TODAY, ["strict"], ops_keys=OPS_KEYS)
     message = str(err.value)
     assert "strict.yaml" in message and "unknown profile 'pci-dss'" in message
     assert "baseline, mlps-level3" in message
@@ -245,9 +247,9 @@ def test_site_problems_are_errors_unless_left_to_the_caller(sources: PolicySourc
     east = site_spec(REPO, "dc-east")
     plan = plan_for(REPO, "dc-east")
     with pytest.raises(VariablesError) as err:
-        policy_inventory(plan, east, sources, TODAY)
+        policy_inventory(plan, east, sources, TODAY, ops_keys=OPS_KEYS)
     assert "ntpServers" in str(err.value)
-    inv = policy_inventory(plan, east, sources, TODAY, check_site=False)
+    inv = policy_inventory(plan, east, sources, TODAY, check_site=False, ops_keys=OPS_KEYS)
     hosts = tenant_hosts(inv)
     assert hosts and all(h["tenancy_site_ops_cidrs"][0] == "10.30.0.0/26" for h in hosts.values())
     level3 = [h for h in hosts.values() if "mlps-level3" in h["tenancy_profiles"]]
@@ -264,11 +266,13 @@ def test_active_waivers_only_for_the_hosts_they_name(
         waiver("BASE-KRN-03", "tourism", ["someone-else"], date(2027, 1, 31)),
     )
     both = PolicySources(catalogue=sources.catalogue, waivers=waivers)
-    hosts = tenant_hosts(policy_inventory(local_plan, local_site, both, TODAY))
+    hosts = tenant_hosts(policy_inventory(local_plan, local_site, both, TODAY, ops_keys=OPS_KEYS))
     assert hosts["hr-portal-1"]["tenancy_waived_controls"] == ["BASE-SSH-08", "BASE-TIME-02"]
     assert hosts["tourism-web-1"]["tenancy_waived_controls"] == []
     # the expiry day itself still counts
-    on_expiry = tenant_hosts(policy_inventory(local_plan, local_site, both, date(2026, 11, 27)))
+    on_expiry = tenant_hosts(
+        policy_inventory(local_plan, local_site, both, date(2026, 11, 27), ops_keys=OPS_KEYS)
+    )
     assert "BASE-UPD-01" in on_expiry["hr-portal-1"]["tenancy_waived_controls"]
 
 
@@ -305,7 +309,9 @@ def test_every_host_gets_its_resolved_controls_and_roles(
     site_name: str, sources: PolicySources
 ) -> None:
     plan, site = plan_for(REPO, site_name), site_spec(REPO, site_name)
-    hosts = tenant_hosts(policy_inventory(plan, site, sources, TODAY, check_site=False))
+    hosts = tenant_hosts(
+        policy_inventory(plan, site, sources, TODAY, check_site=False, ops_keys=OPS_KEYS)
+    )
     assert hosts
     for name, hv in hosts.items():
         wanted = _expected(sources, hv["tenancy_profiles"], hv["tenancy_waived_controls"])
@@ -324,7 +330,7 @@ def test_waived_controls_leave_the_selection_and_a_role_without_controls_goes(
     ]
     waivers = tuple(waiver(cid, "hr", ["hr-portal-1"], date(2027, 1, 31)) for cid in time_controls)
     both = PolicySources(catalogue=sources.catalogue, waivers=waivers)
-    hosts = tenant_hosts(policy_inventory(local_plan, local_site, both, TODAY))
+    hosts = tenant_hosts(policy_inventory(local_plan, local_site, both, TODAY, ops_keys=OPS_KEYS))
     portal, other = hosts["hr-portal-1"], hosts["tourism-web-1"]
     assert portal["tenancy_waived_controls"] == sorted(time_controls)
     assert portal[CONTROLS] == _expected(sources, ["baseline"], time_controls)

@@ -17,11 +17,11 @@ from tenancy.cli.commands import Subparsers, add_command
 from tenancy.cli.errors import EXIT_INVALID, EXIT_OK, print_problems, usage_error
 from tenancy.cli.options import add_format, add_site, check_site_arg
 from tenancy.gitsnap import SnapshotError, snapshot
-from tenancy.plan.plan_diff import diff_plans
+from tenancy.plan.plan_diff import diff_plans, site_setting_changes
 from tenancy.plan.planner import plan_paths
 from tenancy.project import Project
 from tenancy.render import diff_report
-from tenancy.render.cloud_init import seed_digests
+from tenancy.render.cloud_init import seed_identities
 
 EPILOG = """\
 exit codes:
@@ -56,9 +56,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
     diff = diff_plans(
         base_plan,
         head.plans[args.site],
-        seed_digests(base_plan, base.sites[args.site].model) if base_plan else {},
-        seed_digests(head.plans[args.site], head.sites[args.site].model),
+        seed_identities(base_plan, base.sites[args.site].model) if base_plan else {},
+        seed_identities(head.plans[args.site], head.sites[args.site].model),
         base_error,
+        site_setting_changes(
+            base.sites[args.site].model if base_plan else None, head.sites[args.site].model
+        ),
     )
     renderers = {
         "markdown": diff_report.to_markdown,

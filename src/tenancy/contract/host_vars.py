@@ -46,6 +46,8 @@ __all__ = [
     "SITE_DNS_SERVERS",
     "SITE_NTP_SERVERS",
     "SITE_OPS_CIDRS",
+    "SITE_OPS_SSH_KEYS",
+    "SITE_OPS_USER",
     "SITE_SYSLOG_HOST",
     "SITE_SYSLOG_PORT",
     "SITE_SYSLOG_PROTOCOL",
@@ -76,6 +78,8 @@ CONTROLS: Final = "tenancy_controls"
 ROLES: Final = "tenancy_roles"
 FIREWALL_RULES: Final = "tenancy_firewall_rules"
 SITE_OPS_CIDRS: Final = "tenancy_site_ops_cidrs"
+SITE_OPS_USER: Final = "tenancy_site_ops_user"
+SITE_OPS_SSH_KEYS: Final = "tenancy_site_ops_ssh_keys"
 SITE_NTP_SERVERS: Final = "tenancy_site_ntp_servers"
 SITE_DNS_SERVERS: Final = "tenancy_site_dns_servers"
 SITE_APT_PROXY: Final = "tenancy_site_apt_proxy"
@@ -188,6 +192,10 @@ class SiteVars(_Vars):
 
     ops_cidrs: tuple[str, ...] = _var(SITE_OPS_CIDRS, _strings, ())
     """Operations networks: where SSH may come from (BASE-FW-03)."""
+    ops_user: str = _var(SITE_OPS_USER, _text, "")
+    """The account the operators (and Ansible) log in as."""
+    ops_ssh_keys: tuple[str, ...] = _var(SITE_OPS_SSH_KEYS, _strings, ())
+    """The site's operator public keys: exactly these may log in as ``ops_user`` (BASE-SSH-09)."""
     ntp_servers: tuple[str, ...] = _var(SITE_NTP_SERVERS, _strings, ())
     dns_servers: tuple[str, ...] = _var(SITE_DNS_SERVERS, _strings, ())
     apt_proxy: str = _var(SITE_APT_PROXY, _text, "")

@@ -39,6 +39,7 @@ def policy_runs(inputs: ProgramInputs) -> dict[str, PolicyRunArgs]:
             t.name,
             inputs.policy_sources,
             inputs.today,
+            inputs.ssh_keys,
         )
         for t in inputs.plan.tenants
     }

@@ -20,6 +20,7 @@ from tenancy.plan.ledger import Ledger, ledger_path, read_ledger
 from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.catalogue import CatalogueError
+from tenancy.policy.ops_keys import OpsKeyError, ops_public_keys
 from tenancy.policy.variables import PolicySources, load_policy_sources
 from tenancy.project import Project
 
@@ -119,12 +120,10 @@ def load_inputs(project: Project, stack: str, approve: list[str]) -> ProgramInpu
     plan, site = result.plans[stack], result.sites[stack].model
     used = {m.image for m in plan.machines()}
     images = {n: resolve_image(project, n, site.images[n].source) for n in sorted(used)}
-    keys = list(site.ops.ssh_keys)
-    for key_file in site.ops.ssh_key_files:
-        path = (root / key_file) if not key_file.startswith("/") else Path(key_file)
-        if not path.is_file():
-            raise ProgramInputError(f"ops SSH key file {path} is missing (run `make state`)")
-        keys.append(path.read_text().strip())
+    try:
+        keys = ops_public_keys(root, site.ops)
+    except OpsKeyError as exc:
+        raise ProgramInputError(str(exc)) from None
     ledger = result.ledgers[stack]
     on_disk = read_ledger(ledger_path(project.stacks_dir, stack), stack)
     return ProgramInputs(

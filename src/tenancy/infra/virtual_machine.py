@@ -68,7 +68,7 @@ class VirtualMachine(pulumi.ComponentResource):
             CloudInitDiskArgs(
                 uri=args.uri,
                 pool=args.root_pool,
-                name=f"{m.domain}-seed-{args.seed.digest[:8]}.iso",
+                name=f"{m.domain}-seed-{args.seed.identity[:8]}.iso",
                 user_data=args.seed.user_data,
                 meta_data=args.seed.meta_data,
                 network_config=args.seed.network_config,

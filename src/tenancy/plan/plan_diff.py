@@ -4,12 +4,16 @@ The classification follows what the infrastructure does with a changed input, so
 the reviewer of a pull request sees the consequence, not just the edit:
 
 * ``replace`` — the machine is rebuilt: a new host, address, MAC, image or seed
-  (cloud-init reads its seed once), or a smaller root disk; its root disk starts
-  empty;
+  identity (cloud-init reads its seed once), or a smaller root disk; its root disk
+  starts empty;
 * ``restart`` — the domain is defined again with its disks kept: vCPUs, memory, a
   data volume attached or detached;
 * ``in-place`` — applied to the running machine: a root or data disk that grows,
   a backup schedule.
+
+Site settings the baseline keeps current on every machine (the operators' SSH
+keys, the package mirror) are listed once for the site: they rewrite the seeds
+in place and replace nothing.
 
 Protected machines and data volumes touched by a replace, restart or removal are
 marked: applying such a change needs the operator's ``--approve``.
@@ -17,11 +21,12 @@ marked: applying such a change needs the operator's ``--approve``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 from pydantic import Field
 
+from tenancy.contract.models import Site
 from tenancy.plan.model import Frozen, MachinePlan, Plan, RulePlan, TenantPlan
 
 Change = Literal["add", "remove", "replace", "restart", "in-place"]
@@ -91,10 +96,12 @@ class PlanDiff(Frozen):
     machines: list[MachineChange] = Field(default_factory=list)
     volumes: list[VolumeChange] = Field(default_factory=list)
     flows: list[FlowChange] = Field(default_factory=list)
+    settings: list[str] = Field(default_factory=list)
+    """Site settings applied in place on every machine by the baseline (replace nothing)."""
 
     @property
     def empty(self) -> bool:
-        return not (self.tenants or self.machines or self.volumes or self.flows)
+        return not (self.tenants or self.machines or self.volumes or self.flows or self.settings)
 
     def approvals(self) -> list[str]:
         """Domains whose change needs the operator's ``--approve`` (sorted, unique)."""
@@ -112,8 +119,10 @@ def diff_plans(
     base_seeds: Mapping[str, str],
     head_seeds: Mapping[str, str],
     base_error: str | None = None,
+    settings: Sequence[str] = (),
 ) -> PlanDiff:
-    """Every change from ``base`` to ``head``; seeds are content digests by domain."""
+    """Every change from ``base`` to ``head``; seeds are identity digests by domain,
+    ``settings`` the in-place site settings (:func:`site_setting_changes`)."""
     before = {t.name: t for t in base.tenants} if base is not None else {}
     after = {t.name: t for t in head.tenants}
     tenants: list[TenantChange] = []
@@ -137,7 +146,24 @@ def diff_plans(
         machines=machines,
         volumes=volumes,
         flows=flows,
+        settings=list(settings),
     )
+
+
+def site_setting_changes(before: Site | None, after: Site) -> list[str]:
+    """The site settings the baseline applies in place that differ (key files by path)."""
+    if before is None:
+        return []
+    out = []
+    keys_before = (before.ops.ssh_keys, before.ops.ssh_key_files)
+    if keys_before != (after.ops.ssh_keys, after.ops.ssh_key_files):
+        out.append("operators' SSH keys (BASE-SSH-09)")
+    if before.package_mirror != after.package_mirror:
+        out.append(
+            f"package mirror {before.package_mirror or 'none'} → "
+            f"{after.package_mirror or 'none'} (BASE-UPD-01)"
+        )
+    return out
 
 
 def _tenant_change(
@@ -246,7 +272,7 @@ def _classify(
         if x != y:
             replace.append(f"{what} {x} → {y}")
     if seed_a != seed_b and not replace:
-        replace.append("cloud-init seed changed")
+        replace.append("cloud-init identity changed (hostname, network or ops account)")
     if b.disk_gib < a.disk_gib:
         replace.append(f"root disk shrinks {a.disk_gib} → {b.disk_gib} GiB")
     elif b.disk_gib > a.disk_gib:

@@ -48,6 +48,7 @@ from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.catalogue import CatalogueError
 from tenancy.policy.lynis import LYNIS_TIMEOUT, lynis_index
+from tenancy.policy.ops_keys import site_ops_keys
 from tenancy.policy.provenance import tenants_commit, tool_versions
 from tenancy.policy.reachability import private_key_for
 from tenancy.policy.report import build_results, render_html, write_manifest
@@ -130,7 +131,8 @@ def audit_inventory(project: Project, site: str, today: date, control_dir: Path)
     plan, model = result.plans[site], result.sites[site].model
     try:
         sources = load_policy_sources(project)
-        inv = policy_inventory(plan, model, sources, today)
+        keys = site_ops_keys(project.root, model.ops)
+        inv = policy_inventory(plan, model, sources, today, ops_keys=keys)
     except (CatalogueError, VariablesError) as exc:
         raise AuditError(str(exc)) from None
     key = private_key_for(project.root, model.ops.ssh_key_files)

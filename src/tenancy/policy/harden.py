@@ -24,6 +24,7 @@ from tenancy.plan.planner import plan_paths
 from tenancy.policy.ansible_run import run_policy
 from tenancy.policy.catalogue import CatalogueError
 from tenancy.policy.digest import PolicyFiles
+from tenancy.policy.ops_keys import site_ops_keys
 from tenancy.policy.progress import waiting_marker
 from tenancy.policy.reachability import (
     SshWaitError,
@@ -169,7 +170,8 @@ def plan_run(options: HardenOptions) -> HardenRun:
     try:
         sources = load_policy_sources(project)
         tenants = list(options.tenants) or None
-        inv = policy_inventory(plan, site, sources, date.today(), tenants)
+        keys = site_ops_keys(project.root, site.ops)
+        inv = policy_inventory(plan, site, sources, date.today(), tenants, ops_keys=keys)
     except (CatalogueError, VariablesError) as exc:
         raise HardenError(ErrorKind.INVALID, f"nothing run:\n{exc}") from exc
     label = ",".join(options.tenants) or None

@@ -10,6 +10,11 @@ per tenant (group ``<tenant>``, because two values depend on the segment)
                                     from the gateway address, and the controller of the
                                     local site *is* the hypervisor. The nwfilter of every
                                     segment lets the gateway reach SSH for the same reason.
+    ``tenancy_site_ops_user``       the site's ``ops.user`` (the account Ansible logs in as)
+    ``tenancy_site_ops_ssh_keys``   the site's operator public keys
+                                    (:func:`tenancy.policy.ops_keys.ops_public_keys`):
+                                    the baseline makes them the ops account's only keys,
+                                    so a rotated key reaches existing VMs in place
     ``tenancy_site_ntp_servers``    the site's ``ntpServers``; when the site names none
                                     (the local site), the segment gateway: the hypervisor
                                     is the natural time source of its guests; it serves
@@ -60,6 +65,7 @@ from tenancy.contract.models import Site
 from tenancy.plan.model import MachinePlan, Plan, TenantPlan
 from tenancy.policy.catalogue import Catalogue, Control
 from tenancy.policy.catalogue_load import load_catalogue
+from tenancy.policy.ops_keys import OpsKeys
 from tenancy.policy.waivers import Waiver, load_governed_waivers, waived_control_ids
 from tenancy.project import Project
 from tenancy.render.inventory import firewall_rules_for, group_name, inventory
@@ -142,11 +148,13 @@ def site_problems(site: Site) -> list[str]:
     return problems
 
 
-def site_variables(site: Site, tenant: TenantPlan) -> SiteVars:
+def site_variables(site: Site, tenant: TenantPlan, ops_keys: Sequence[str]) -> SiteVars:
     """The ``tenancy_site_*`` variables for the machines of ``tenant`` (see the module doc)."""
     gateway = tenant.segment.gateway
     return SiteVars(
         ops_cidrs=tuple(dict.fromkeys([*site.ops.cidrs, f"{gateway}/32"])),
+        ops_user=site.ops.user,
+        ops_ssh_keys=tuple(ops_keys),
         ntp_servers=tuple(site.ntp_servers) or (gateway,),
         dns_servers=(),
         apt_proxy=site.package_mirror or "",
@@ -244,13 +252,16 @@ def policy_inventory(
     today: date,
     tenants: Iterable[str] | None = None,
     *,
+    ops_keys: OpsKeys,
     check_site: bool = True,
 ) -> dict[str, Any]:
     """The YAML-ready inventory a policy run uses: ``tenancy inventory`` plus the policy variables.
 
     Groups and host names are those of :func:`tenancy.render.inventory.inventory`
     (``all.children.<tenant>.children.<tenant>_<group>.hosts.<domain>``);
-    ``tenants`` limits it to those tenants (default: all of the plan).
+    ``tenants`` limits it to those tenants (default: all of the plan); ``ops_keys``
+    are the site's operator public keys (none is an error: the baseline would lock
+    the operators out).
     Raises :class:`VariablesError` naming every problem; ``check_site=False``
     leaves :func:`site_problems` to the caller (the PolicyRun reports them when
     it runs, so a site's hardening settings cannot block its VMs' preview).
@@ -268,6 +279,12 @@ def policy_inventory(
     selected = [t for t in plan.tenants if wanted is None or t.name in wanted]
     for t in selected:
         errors += _profile_problems(t, sources.catalogue)
+    if not ops_keys.keys and any(t.machines for t in selected):
+        errors.append(
+            ops_keys.problem
+            or f"site {site.name}: no ops SSH key (ops.sshKeys or ops.sshKeyFiles); the "
+            "baseline makes the site's keys the only ones of the ops account (BASE-SSH-09)"
+        )
     if errors:
         raise VariablesError(errors)
 
@@ -275,7 +292,7 @@ def policy_inventory(
     children: dict[str, Any] = {}
     for t in selected:
         group = base["all"]["children"][group_name(t.name)]
-        group["vars"].update(site_variables(site, t).to_inventory())
+        group["vars"].update(site_variables(site, t, ops_keys.keys).to_inventory())
         for role_group in group["children"].values():
             for domain, hostvars in role_group["hosts"].items():
                 machine = next(m for m in t.machines if m.domain == domain)

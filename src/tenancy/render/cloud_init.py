@@ -1,4 +1,13 @@
-"""NoCloud seed documents for one machine: user-data, meta-data, network-config."""
+"""NoCloud seed documents for one machine: user-data, meta-data, network-config.
+
+A seed has two parts. Its *identity* (meta-data: instance-id and hostname;
+network-config: address, MAC, gateway; the ops account's name) makes the machine
+this machine: cloud-init reads it once per instance, so a new identity is a new
+machine. Its *bootstrap* settings in user-data (the operators' keys, the package
+proxy) only have to hold at first boot: the baseline owns them afterwards
+(BASE-SSH-09, BASE-UPD-01), so changing them rewrites the seed in place and
+replaces nothing.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +27,14 @@ class SeedDocuments:
 
     @property
     def digest(self) -> str:
-        """Content hash: a new seed means a new machine (cloud-init runs once per instance)."""
+        """Content hash of all three documents."""
         text = self.user_data + self.meta_data + self.network_config
         return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def identity(self) -> str:
+        """Hash of what makes the machine (meta-data, network-config); new = a new machine."""
+        return hashlib.sha256((self.meta_data + "\0" + self.network_config).encode()).hexdigest()
 
 
 def render_seed(
@@ -41,8 +55,10 @@ def render_seed(
         package_mirror=package_mirror,
     )
     network = render("cloud-init/network-config.yaml.j2", machine=machine, segment=segment)
-    # a new instance-id makes cloud-init re-run when the seed content changes
-    instance_id = hashlib.sha256((user_data + network).encode()).hexdigest()[:16]
+    # a new instance-id makes cloud-init run again: only the identity may change it,
+    # never the bootstrap settings the baseline keeps current
+    identity = f"{machine.domain}\0{ops_user}\0{network}"
+    instance_id = hashlib.sha256(identity.encode()).hexdigest()[:16]
     meta = render(
         "cloud-init/meta-data.yaml.j2",
         machine=machine,
@@ -51,17 +67,15 @@ def render_seed(
     return SeedDocuments(user_data=user_data, meta_data=meta, network_config=network)
 
 
-def seed_digests(plan: Plan, site: Site) -> dict[str, str]:
-    """Each domain's seed content hash, as the program would render it (for plan diffs).
+def seed_identities(plan: Plan, site: Site) -> dict[str, str]:
+    """Each domain's seed identity, as the program would render it (for plan diffs).
 
-    Key files are named by path here (their content is the operator's, not the
-    repository's): a changed path counts as a changed seed.
+    Keys and the package proxy are not part of it, so any placeholder key does.
     """
-    keys = list(site.ops.ssh_keys) + [f"file:{p}" for p in site.ops.ssh_key_files]
     return {
         m.domain: render_seed(
-            m, t.segment, keys or ["none"], site.ops.user, site.package_mirror
-        ).digest
+            m, t.segment, ["ssh-ed25519 -"], site.ops.user, site.package_mirror
+        ).identity
         for t in plan.tenants
         for m in t.machines
     }

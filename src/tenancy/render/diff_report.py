@@ -62,6 +62,8 @@ def to_table(diff: PlanDiff) -> str:
             f"  flow {_SIGN[f.change]} {f.tenant} {f.direction} {f.machines} "
             f"{'from' if f.direction == 'ingress' else 'to'} {f.peer}: {', '.join(f.ports)}"
         )
+    for setting in diff.settings:
+        lines.append(f"  site setting {setting}: in place on every machine (baseline)")
     approvals = diff.approvals()
     if approvals:
         lines.append(f"needs --approve: {', '.join(approvals)}")

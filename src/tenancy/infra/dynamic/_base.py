@@ -92,6 +92,8 @@ class LibvirtProvider(ResourceProvider):
     kind: ClassVar[str] = "object"
     input_defaults: ClassVar[Mapping[str, Any]] = {}
     replace_on: ClassVar[frozenset[str]] = frozenset()
+    stable_outputs: ClassVar[frozenset[str]] = frozenset()
+    """Outputs an in-place update keeps (known in a preview, so dependents show no change)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Give every operation a subclass defines the one-line error behaviour."""
@@ -136,10 +138,13 @@ class LibvirtProvider(ResourceProvider):
         ]
         changed.extend(key for key in self.drift(olds) if key not in changed)
         replaces = self.replacements(changed, olds, news)
+        stables = self.replace_on - set(changed)
+        if not replaces:
+            stables |= self.stable_outputs
         return DiffResult(
             changes=bool(changed),
             replaces=replaces,
-            stables=sorted(self.replace_on - set(changed)),
+            stables=sorted(stables),
             delete_before_replace=True,
         )
 

@@ -72,7 +72,10 @@ class CloudInitDiskProvider(LibvirtProvider):
     """Inputs: uri, pool, name, user_data, meta_data, network_config (optional).
 
     Outputs: path (also the id), content_sha256 (filled in by check), size.
-    Any change replaces the disk: a seed is read once, at first boot.
+    A changed user_data rewrites the volume under the same name (the keys and the
+    proxy it carries are the baseline's after first boot; a running guest keeps the
+    file it opened, a machine built later reads the new one); any other change
+    replaces the disk: the identity is read once, at first boot.
     """
 
     kind: ClassVar[str] = "CloudInitDisk"
@@ -85,7 +88,11 @@ class CloudInitDiskProvider(LibvirtProvider):
         "network_config": None,
         "content_sha256": None,
     }
-    replace_on: ClassVar[frozenset[str]] = frozenset(input_defaults)
+    replace_on: ClassVar[frozenset[str]] = frozenset(input_defaults) - {
+        "user_data",
+        "content_sha256",
+    }
+    stable_outputs: ClassVar[frozenset[str]] = frozenset({"path"})
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         content = [news.get("user_data"), news.get("meta_data"), news.get("network_config")]
@@ -106,7 +113,8 @@ class CloudInitDiskProvider(LibvirtProvider):
             problems.append(("user_data", "user_data must start with #cloud-config or #!"))
         return problems
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
+    def _write(self, props: dict[str, Any]) -> dict[str, Any]:
+        """Build the ISO and upload it as the volume; the outputs."""
         uri = prop_str(props, "uri")
         pool_name = prop_str(props, "pool")
         name = prop_str(props, "name")
@@ -120,11 +128,12 @@ class CloudInitDiskProvider(LibvirtProvider):
         vol = _storage.find_volume(conn, pool_name, name)
         if vol is None:
             raise RuntimeError(f"seed volume {name} vanished right after it was created")
-        path = str(vol.path())
         digest = seed_content_sha256(user_data, meta_data, network_config)
-        return CreateResult(
-            path, self.outputs(props, content_sha256=digest, path=path, size=len(iso))
-        )
+        return self.outputs(props, content_sha256=digest, path=str(vol.path()), size=len(iso))
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outs = self._write(props)
+        return CreateResult(outs["path"], outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         conn = libvirt_conn.connect(prop_str(props, "uri"))
@@ -136,8 +145,12 @@ class CloudInitDiskProvider(LibvirtProvider):
         return ReadResult(id_, self.outputs(props, path=str(vol.path()), size=props.get("size")))
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        # Every input forces a replacement; nothing to do in place.
-        return UpdateResult(self.outputs(news, path=olds.get("path"), size=olds.get("size")))
+        # only user_data changed (the rest replaces): the same name, new content; an
+        # interrupted rewrite leaves no volume, which the next refresh/up re-creates
+        _storage.delete_volume(
+            prop_str(olds, "uri"), prop_str(olds, "pool"), prop_str(olds, "name")
+        )
+        return UpdateResult(self._write(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         _storage.delete_volume(

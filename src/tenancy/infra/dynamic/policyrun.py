@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -70,6 +70,7 @@ from tenancy.infra.dynamic._errors import ProviderError
 from tenancy.plan.model import Plan
 from tenancy.policy.digest import PolicyFiles, policy_digest
 from tenancy.policy.harden import ErrorKind, HardenError, HardenRun, execute
+from tenancy.policy.ops_keys import OpsKeys
 from tenancy.policy.reachability import private_key_for
 from tenancy.policy.results import RunResult
 from tenancy.policy.run_request import RunRequest, new_run_id
@@ -267,12 +268,15 @@ def policy_run_args(
     tenant: str,
     sources: PolicySources,
     today: date,
+    ops_keys: Sequence[str],
 ) -> PolicyRunArgs:
     """Everything one tenant's PolicyRun needs, from the finished plan (reads roles/ to hash it).
 
     Raises :class:`tenancy.policy.variables.VariablesError`.
     """
-    inv = policy_inventory(plan, site, sources, today, [tenant], check_site=False)
+    inv = policy_inventory(
+        plan, site, sources, today, [tenant], ops_keys=OpsKeys(tuple(ops_keys)), check_site=False
+    )
     key = private_key_for(project.root, site.ops.ssh_key_files)
     return PolicyRunArgs(
         tenant=tenant,
