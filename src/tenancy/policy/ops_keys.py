@@ -26,16 +26,17 @@ def ops_public_keys(root: Path, ops: OpsSpec) -> list[str]:
     for name in ops.ssh_key_files:
         path = Path(name) if name.startswith("/") else root / name
         try:
-            text = path.read_text(encoding="utf-8").strip()
+            text = path.read_text(encoding="utf-8")
         except OSError:
             raise OpsKeyError(f"ops SSH key file {path} is missing (run `make state`)") from None
-        if not text:
-            raise OpsKeyError(f"ops SSH key file {path} is empty")
-        keys.extend(
+        found = [
             line.strip()
             for line in text.splitlines()
             if line.strip() and not line.lstrip().startswith("#")
-        )
+        ]
+        if not found:
+            raise OpsKeyError(f"ops SSH key file {path} holds no key")
+        keys.extend(found)
     return list(dict.fromkeys(keys))
 
 
