@@ -16,7 +16,10 @@ tenant, one tiny TCG VM, the ``baseline`` profile with no control waived.
 5. ``tenancy up --refresh`` finds the drift (a check-mode run) and repairs it;
    sshd's effective setting is back to ``no``.
 6. ``tenancy audit`` passes again.
-7. ``tenancy destroy`` leaves nothing of the site.
+7. Routine operation: a second operator key joins the site. The preview
+   replaces nothing (the seed is rewritten in place, the baseline updated);
+   ``tenancy up`` keeps the same domain (UUID) and the new key logs in.
+8. ``tenancy destroy`` leaves nothing of the site.
 
 This is the scenario CI runs (``make test``); the longer ones (several
 tenants, Lynis, waivers) are in ``test_policy_run.py`` (``make acceptance``).
@@ -36,14 +39,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from tests.support.browser import dump_dom, matrix_cells, screenshot
 from tests.support.guests import ssh
 from tests.support.libvirt_cleanup import site_objects, sweep_site
 from tests.support.locks import site_lock
 from tests.support.sitecopy import SiteCopy, make_site_copy, new_workdir
 
+from tenancy.cli.approved import preview_steps
 from tenancy.policy.reachability import wait_for_ssh
 from tenancy.policy.report import failures, verify_manifest
+from tenancy.ssh import SshOptions
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +233,48 @@ def test_user_path(site: UserSite, step_timer: Any) -> None:
     assert_clean(run, doc)
     # the Lynis cross-check was left out: the evidence says so
     assert [r["option"] for r in clean_scope or []] == ["--no-lynis"], clean_scope
+
+    rotate_in_a_second_key(site, step_timer)
+
+
+def domain_uuid(site: UserSite) -> str:
+    out = site.copy.run(["virsh", "-c", "qemu:///system", "domuuid", HOST], timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def rotate_in_a_second_key(site: UserSite, step_timer: Any) -> None:
+    """Step 7: a key rotation is a baseline run, not a rebuild of the machine."""
+    copy = site.copy
+    new_key = copy.state / "ssh" / "ops2_ed25519"
+    made = copy.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops2", "-f", str(new_key)]
+    )
+    assert made.returncode == 0, made.stderr
+    stack_file = copy.root / "stacks" / f"Pulumi.{SITE}.yaml"
+    doc = yaml.safe_load(stack_file.read_text())
+    ops = doc["config"]["tenancy:site"]["ops"]
+    ops["sshKeyFiles"] = [*ops["sshKeyFiles"], str(new_key) + ".pub"]
+    stack_file.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    before = domain_uuid(site)
+    with step_timer.step("7 preview of a key rotation"):
+        preview = site.tenancy("preview", "--site", SITE, "--", "--json")
+        assert preview.returncode == 0, preview.stdout[-3000:] + preview.stderr[-3000:]
+    steps = preview_steps(preview.stdout)
+    ops_by_kind = {(s["op"], s["urn"].rsplit("::", 1)[-1]) for s in steps if s["op"] != "same"}
+    print(f"[{SITE}] key rotation preview: {sorted(ops_by_kind)}", flush=True)
+    assert not [o for o in ops_by_kind if o[0] not in ("update",)], ops_by_kind
+    assert ("update", f"{HOST}-seed") in ops_by_kind, ops_by_kind
+    assert ("update", f"{TENANT}-policy") in ops_by_kind, ops_by_kind
+    with step_timer.step("7 up: the baseline writes both keys"):
+        up = site.tenancy("up", "--site", SITE)
+        assert up.returncode == 0, (up.stdout + up.stderr)[-5000:]
+    assert domain_uuid(site) == before, "the machine was rebuilt for a key rotation"
+    options = SshOptions(private_key=new_key, connect_timeout=20)
+    logged_in = copy.run(options.argv("ops", site.address, "cat ~/.ssh/authorized_keys"))
+    assert logged_in.returncode == 0, logged_in.stderr
+    keys = [line.split()[1] for line in logged_in.stdout.splitlines() if line.strip()]
+    wanted = [
+        Path(f).read_text().split()[1] for f in (str(copy.key) + ".pub", str(new_key) + ".pub")
+    ]
+    assert keys == wanted, (keys, wanted)
