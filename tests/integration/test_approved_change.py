@@ -13,7 +13,13 @@ what the engine may replace, not about hardening), kept in a git repository:
    edit), even with ``--approve``: refused, nothing applied.
 5. ``tenancy up --expect-diff approved.json --approve <domain>``: applied; the domain
    has the new memory, the data volume is the same file (not rebuilt).
-6. ``tenancy destroy --approve <domain>`` leaves nothing of the site.
+6. The guest image is rebuilt (a new recipe, in the copy's own image cache):
+   ``tenancy up`` uploads the new version next to the old one and replaces
+   nothing; the machine keeps its domain and its root disk's backing file.
+7. ``tenancy up --roll-image <host>`` without ``--approve``: refused (protected);
+   with ``--approve <domain>``: the machine is rebuilt on the new version and the
+   old version, no longer used, is removed from the host.
+8. ``tenancy destroy --approve <domain>`` leaves nothing of the site.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import os
 import shutil
 import subprocess
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +41,8 @@ from tests.support.libvirt_cleanup import site_objects, sweep_site
 from tests.support.locks import site_lock
 from tests.support.sitecopy import SiteCopy, make_site_copy, new_workdir
 from tests.support.waivers import waive_baseline
+
+from tenancy.project import Project
 
 pytestmark = pytest.mark.integration
 
@@ -190,3 +199,90 @@ def test_a_protected_resize_goes_through_approval(
     assert "the preview matches the approved diff" in text
     assert domain_memory_mib(libvirt_uri) == 768
     assert data_volume_key(libvirt_uri) == volume  # the same volume, not rebuilt
+
+    image_versions(copy, libvirt_uri, step_timer)
+    assert data_volume_key(libvirt_uri) == volume  # a roll rebuilds the root disk only
+
+
+NEW_RECIPE = "feedfacefeedface"
+
+
+def root_backing(uri: str) -> str:
+    """The file name of the machine's root overlay's backing file."""
+    conn = libvirt.open(uri)
+    try:
+        for pool in conn.listAllStoragePools():
+            for vol in pool.listAllVolumes():
+                if vol.name() == f"{DOMAIN}-root.qcow2":
+                    path = ET.fromstring(vol.XMLDesc(0)).findtext("backingStore/path") or ""
+                    return Path(path).name
+    finally:
+        conn.close()
+    raise AssertionError(f"no root volume {DOMAIN}-root")
+
+
+def base_volumes(uri: str) -> set[str]:
+    conn = libvirt.open(uri)
+    try:
+        return {
+            vol.name()
+            for pool in conn.listAllStoragePools()
+            if pool.name().startswith(f"tenancy-{SITE}-")
+            for vol in pool.listAllVolumes()
+            if vol.name().startswith("base-")
+        }
+    finally:
+        conn.close()
+
+
+def domain_uuid(uri: str) -> str:
+    conn = libvirt.open(uri)
+    try:
+        return str(conn.lookupByName(DOMAIN).UUIDString())
+    finally:
+        conn.close()
+
+
+def rebuild_image(copy: SiteCopy) -> str:
+    """A new image version for the copy only: its own cache, the same files, a new recipe."""
+    main = Project.at(copy.main_root)
+    info = json.loads(main.guest_image_info.read_text(encoding="utf-8"))
+    old = str(info["recipe"])
+    info["recipe"] = NEW_RECIPE
+    cache = copy.state / "cache"
+    target = cache / "images" / "current" / "build-info.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(info), encoding="utf-8")
+    copy.env_overrides["TENANCY_CACHE"] = str(cache)
+    return old
+
+
+def image_versions(copy: SiteCopy, libvirt_uri: str, step_timer: Any) -> None:
+    """Steps 6 and 7: a rebuilt image replaces nothing until an operator rolls the host."""
+    uuid = domain_uuid(libvirt_uri)
+    old = rebuild_image(copy)
+    assert root_backing(libvirt_uri) == f"base-debian-12-{old}.qcow2"
+    with step_timer.step("6 up after an image rebuild (nothing replaced)"):
+        # no --approve: had it wanted to rebuild the protected machine, it would refuse
+        kept = copy.tenancy("up", "--site", SITE, timeout=ENGINE_TIMEOUT)
+    assert kept.returncode == 0, output(kept)[-5000:]
+    assert domain_uuid(libvirt_uri) == uuid, "a rebuilt image replaced the machine"
+    assert root_backing(libvirt_uri) == f"base-debian-12-{old}.qcow2"
+    assert {f"base-debian-12-{old}.qcow2", f"base-debian-12-{NEW_RECIPE}.qcow2"} <= base_volumes(
+        libvirt_uri
+    )
+    host = json.loads(copy.tenancy("plan", "--site", SITE, "--format", "json").stdout)["tenants"][
+        0
+    ]["machines"][0]["host"]
+    with step_timer.step("7 up --roll-image without --approve (refused)"):
+        refused = copy.tenancy("up", "--site", SITE, "--roll-image", host)
+    assert refused.returncode != 0 and "protect" in output(refused), output(refused)[-4000:]
+    assert domain_uuid(libvirt_uri) == uuid
+    with step_timer.step("7 up --roll-image --approve (rebuilt on the new version)"):
+        rolled = copy.tenancy(
+            "up", "--site", SITE, "--roll-image", host, "--approve", DOMAIN, timeout=ENGINE_TIMEOUT
+        )
+    assert rolled.returncode == 0, output(rolled)[-5000:]
+    assert domain_uuid(libvirt_uri) != uuid
+    assert root_backing(libvirt_uri) == f"base-debian-12-{NEW_RECIPE}.qcow2"
+    assert not [v for v in base_volumes(libvirt_uri) if old in v], base_volumes(libvirt_uri)

@@ -52,6 +52,8 @@ class SiteCopy:
     passphrase: str
     log: Path
     pool_paths: list[Path] = field(default_factory=list)
+    env_overrides: dict[str, str] = field(default_factory=dict)
+    """Variables a test sets for every later command (e.g. its own ``TENANCY_CACHE``)."""
 
     # --- names the program derives (kept in one place for the sweep) --------------
 
@@ -99,6 +101,7 @@ class SiteCopy:
                 "PULUMI_SKIP_UPDATE_CHECK": "true",
             }
         )
+        env.update(self.env_overrides)
         return env
 
     # --- commands ------------------------------------------------------------------

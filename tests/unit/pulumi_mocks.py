@@ -51,6 +51,7 @@ class Registered:
     inputs: dict[str, Any]
     outputs: dict[str, Any] = field(default_factory=dict)
     """Custom resources: what the mocks answered; components: ``register_outputs``."""
+    ignore_changes: list[str] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
@@ -113,6 +114,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 if k != "__provider"
             },
             outputs=dict(state) if request.custom else {},
+            ignore_changes=list(request.ignoreChanges),
         )
         return response
 

@@ -67,6 +67,17 @@ def _engine(args: argparse.Namespace) -> int:
         os.environ["TENANCY_APPROVE"] = ",".join(args.approve)
     if moves:  # the program plans the site again: the same moves must be allowed there
         os.environ["TENANCY_APPROVE_MOVES"] = ",".join(sorted(moves))
+    if args.roll_image:
+        hosts = [h.name for h in result.sites[args.site].model.hosts]
+        if args.roll_image not in hosts:
+            print(
+                f"error: --roll-image {args.roll_image}: not a host of site {args.site} "
+                f"(hosts: {', '.join(hosts)})",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        # the program reads it: machines on this host move onto the current base images
+        os.environ["TENANCY_ROLL_IMAGE"] = args.roll_image
     extra: list[str] = []
     if args.verb in ("up", "destroy", "refresh"):
         extra.append("--yes")
@@ -197,8 +208,16 @@ def register(sub: Subparsers) -> None:
                 "addresses}} (an auditor's ceiling below the grant) and "
                 "data-volume-protected.approved [domain]; the rest comes from the plan",
             )
+            p.add_argument(
+                "--roll-image",
+                metavar="HOST",
+                help="move the machines on HOST onto the current base images (each is rebuilt: "
+                "protected ones need --approve); without it existing machines keep the image "
+                "version they run and only new machines get a rebuilt image",
+            )
         else:
-            p.set_defaults(approve_moves=[])  # refresh and destroy plan no new placement
+            # refresh and destroy plan no new placement and roll nothing
+            p.set_defaults(approve_moves=[], roll_image=None)
         if verb == "preview":
             p.add_argument("--diff", action="store_true", help="show property-level diffs")
         if verb == "up":

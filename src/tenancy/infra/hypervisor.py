@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
@@ -29,8 +29,11 @@ class HypervisorArgs:
     site: str
     host: HostSpec
     images: list[BaseImage]
+    """The current version of each image (new machines get it)."""
     firewall_table: str
     firewall_ruleset: str
+    kept: list[BaseImage] = field(default_factory=list)
+    """Older versions existing machines on this host still run (kept while they do)."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,9 @@ class Hypervisor(pulumi.ComponentResource):
     pools: dict[str, StoragePool]
     """Pool resources by pool name."""
     images: dict[str, ImageOnHost]
-    """Uploaded images by catalogue name."""
+    """The current version of each image, by catalogue name."""
+    versions: dict[tuple[str, str], ImageOnHost]
+    """Every version on the host (current and kept), by (catalogue name, recipe)."""
     firewall: HostFirewall
     """The tenant segments' nftables table on this host."""
 
@@ -68,9 +73,15 @@ class Hypervisor(pulumi.ComponentResource):
             for p in host.pools
         }
         root_pool = self.pools[host.pools[0].name]
-        self.images = {}
-        for img in args.images:
-            on_pool = pulumi.ResourceOptions(parent=self, depends_on=[root_pool])
+        self.images, self.versions = {}, {}
+        current = {(img.name, img.recipe) for img in args.images}
+        kept = [img for img in args.kept if (img.name, img.recipe) not in current]
+        for img in [*args.images, *kept]:
+            # a version's content is fixed once uploaded (overlays back onto it): a
+            # rebuild of the same recipe elsewhere never replaces it under them
+            on_pool = pulumi.ResourceOptions(
+                parent=self, depends_on=[root_pool], ignore_changes=["source", "source_sha256"]
+            )
             stem = f"base-{img.name}-{img.recipe}"
             disk = Volume(
                 f"{name}-{stem}",
@@ -106,7 +117,10 @@ class Hypervisor(pulumi.ComponentResource):
                 ),
                 on_pool,
             )
-            self.images[img.name] = ImageOnHost(disk.path, kernel.path, initrd.path, img.cmdline)
+            version = ImageOnHost(disk.path, kernel.path, initrd.path, img.cmdline)
+            self.versions[(img.name, img.recipe)] = version
+            if (img.name, img.recipe) in current:
+                self.images[img.name] = version
         self.firewall = HostFirewall(
             f"{name}-firewall",
             HostFirewallArgs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pulumi
 
 from tenancy.gcpause import cyclic_gc_paused
 from tenancy.infra.dynamic.policyrun import PolicyRunArgs, policy_run_args
-from tenancy.infra.hypervisor import Hypervisor, HypervisorArgs
+from tenancy.infra.hypervisor import BaseImage, Hypervisor, HypervisorArgs
 from tenancy.infra.program_config import ProgramInputError, ProgramInputs, load_inputs
 from tenancy.infra.tenant_hosting import TenantHosting, TenantHostingArgs
 from tenancy.policy.variables import VariablesError
@@ -45,6 +46,25 @@ def policy_runs(inputs: ProgramInputs) -> dict[str, PolicyRunArgs]:
     }
 
 
+def kept_versions(inputs: ProgramInputs, host: str) -> list[BaseImage]:
+    """The older base image versions machines on ``host`` still run.
+
+    Their files are not needed (a version is uploaded once, when first used), so
+    the current image's paths stand in; the kernel command line is the domain's.
+    """
+    out: dict[tuple[str, str], BaseImage] = {}
+    for m in inputs.plan.machines():
+        pin = inputs.image_pins.get(m.domain)
+        current = inputs.images.get(m.image)
+        if m.host != host or pin is None or current is None or pin.recipe == current.recipe:
+            continue
+        out.setdefault(
+            (pin.image, pin.recipe),
+            dataclasses.replace(current, recipe=pin.recipe, cmdline=pin.cmdline or current.cmdline),
+        )
+    return [out[k] for k in sorted(out)]
+
+
 def _build(inputs: ProgramInputs, runs: dict[str, PolicyRunArgs]) -> dict[str, TenantHosting]:
     plan, site = inputs.plan, inputs.site
     hypervisors = {
@@ -54,6 +74,7 @@ def _build(inputs: ProgramInputs, runs: dict[str, PolicyRunArgs]) -> dict[str, T
                 site=plan.site,
                 host=h,
                 images=[inputs.images[n] for n in sorted(inputs.images)],
+                kept=kept_versions(inputs, h.name),
                 firewall_table=table_name(plan.site),
                 firewall_ruleset=render_host_nftables(
                     plan, h.name, guest_host_services(site.ntp_servers)
@@ -80,6 +101,7 @@ def _build(inputs: ProgramInputs, runs: dict[str, PolicyRunArgs]) -> dict[str, T
                 ops_cidrs=list(site.ops.cidrs),
                 approved=inputs.approved,
                 policy=runs[t.name],
+                image_recipes={d: p.recipe for d, p in inputs.image_pins.items()},
             ),
         )
     return tenants

@@ -10,12 +10,14 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from tenancy.contract.models import Site
 from tenancy.infra.hypervisor import BaseImage
+from tenancy.infra.image_pins import ImagePin, ImagePinError, running_images
 from tenancy.plan.ledger import Ledger, ledger_path, read_ledger
 from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
@@ -43,6 +45,8 @@ class ProgramInputs:
     """The catalogue and the waivers, read once for every tenant's PolicyRun."""
     today: date = field(default_factory=date.today)
     """The day waivers are judged on (they expire)."""
+    image_pins: Mapping[str, ImagePin] = field(default_factory=dict)
+    """The base image version each existing machine keeps, by domain (read from its host)."""
 
 
 def _sha256_cached(path: Path) -> str:
@@ -106,8 +110,27 @@ def policy_sources(project: Project) -> PolicySources:
         ) from None
 
 
-def load_inputs(project: Project, stack: str, approve: list[str]) -> ProgramInputs:
-    """Validate every input and plan the site; raise with all errors when anything is wrong."""
+def roll_hosts(site: Site, hosts: list[str]) -> list[str]:
+    """The hosts an operator rolls onto the current base images (must be the site's)."""
+    known = [h.name for h in site.hosts]
+    unknown = [h for h in hosts if h not in known]
+    if unknown:
+        raise ProgramInputError(
+            f"--roll-image {', '.join(unknown)}: not a host of site {site.name} "
+            f"(hosts: {', '.join(known)})"
+        )
+    return hosts
+
+
+def load_inputs(
+    project: Project, stack: str, approve: list[str], roll: list[str] | None = None
+) -> ProgramInputs:
+    """Validate every input and plan the site; raise with all errors when anything is wrong.
+
+    ``roll``: hosts whose machines move onto the current base images (default: the
+    ``TENANCY_ROLL_IMAGE`` hosts); every other existing machine keeps the version
+    it runs.
+    """
     root = project.root
     # the moves `tenancy up --approve-moves` allowed: the program plans the site again
     moves = frozenset(m for m in os.environ.get("TENANCY_APPROVE_MOVES", "").split(",") if m)
@@ -126,6 +149,12 @@ def load_inputs(project: Project, stack: str, approve: list[str]) -> ProgramInpu
         raise ProgramInputError(str(exc)) from None
     ledger = result.ledgers[stack]
     on_disk = read_ledger(ledger_path(project.stacks_dir, stack), stack)
+    if roll is None:
+        roll = [h for h in os.environ.get("TENANCY_ROLL_IMAGE", "").split(",") if h]
+    try:
+        pins = running_images(plan, site, roll_hosts(site, roll))
+    except ImagePinError as exc:
+        raise ProgramInputError(f"{exc}; nothing was applied") from None
     return ProgramInputs(
         project=project,
         site=site,
@@ -136,4 +165,5 @@ def load_inputs(project: Project, stack: str, approve: list[str]) -> ProgramInpu
         ssh_keys=keys,
         approved=frozenset(approve),
         policy_sources=policy_sources(project),
+        image_pins=pins,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 
@@ -28,6 +28,8 @@ class TenantHostingArgs:
     # the tenant's hardening run, built by the program from its inputs
     # (tenancy.infra.dynamic.policyrun.policy_run_args); created once the tenant has machines
     policy: PolicyRunArgs
+    image_recipes: dict[str, str] = field(default_factory=dict)
+    """The base image version (recipe) existing machines keep, by domain."""
 
 
 class TenantHosting(pulumi.ComponentResource):
@@ -60,7 +62,9 @@ class TenantHosting(pulumi.ComponentResource):
                         uri=uri,
                         machine=m,
                         domain_type=args.domain_type,
-                        image=hyper.images[m.image],
+                        image=hyper.versions.get(
+                            (m.image, args.image_recipes.get(m.domain, "")), hyper.images[m.image]
+                        ),
                         root_pool=hyper.pools[m.root_pool].name,
                         data_pools={p: r.name for p, r in hyper.pools.items()},
                         network=segment.network.name,
