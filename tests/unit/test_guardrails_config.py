@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,7 +46,12 @@ class FakePulumi:
 def engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakePulumi:
     state = tmp_path / "state"
     monkeypatch.setenv("TENANCY_STATE", str(state))
-    for name in ("PULUMI_SKIP_CHECKPOINTS", "TENANCY_APPROVE", "TENANCY_APPROVE_MOVES"):
+    for name in (
+        "PULUMI_SKIP_CHECKPOINTS",
+        "TENANCY_APPROVE",
+        "TENANCY_APPROVE_MOVES",
+        "TENANCY_ROLL_IMAGE",
+    ):
         monkeypatch.setenv(name, "")  # recorded, then removed: the CLI's settings are undone
         monkeypatch.delenv(name)
     fake = FakePulumi()
@@ -236,3 +242,22 @@ def test_pack_config_carries_every_tenant_of_the_plan(project: Path) -> None:
         assert sorted(config[rule]["tenants"]) == names
     assert sorted(config["tenant-within-quota"]["grants"]) == names
     assert config["data-volume-protected"]["approved"] == []
+
+
+@pytest.mark.parametrize("verb", ["preview", "up"])
+def test_a_roll_names_a_host_of_the_site_and_reaches_the_program(
+    cli: Cli, project: Path, engine: FakePulumi, verb: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refused = cli("--root", project, verb, "--site", "local", "--roll-image", "kvm-9")
+    assert refused.code == EXIT_USAGE and not engine.argv
+    assert "--roll-image kvm-9: not a host of site local (hosts: local)" in refused.err
+    seen: list[str] = []
+    real = engine.__call__
+
+    def record(argv: list[str], **kw: object) -> FakePulumi:
+        seen.append(os.environ.get("TENANCY_ROLL_IMAGE", ""))
+        return real(argv, **kw)
+
+    monkeypatch.setattr("tenancy.engine.subprocess.Popen", record)
+    assert cli("--root", project, verb, "--site", "local", "--roll-image", "local").code == 0
+    assert seen == ["local"]

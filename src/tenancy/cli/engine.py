@@ -42,6 +42,17 @@ def _engine(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"nothing applied: {len(result.problems.errors)} error(s)", file=sys.stderr)
         return EXIT_INVALID
+    if args.roll_image:
+        hosts = [h.name for h in result.sites[args.site].model.hosts]
+        if args.roll_image not in hosts:
+            print(
+                f"error: --roll-image {args.roll_image}: not a host of site {args.site} "
+                f"(hosts: {', '.join(hosts)})",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        # the program reads it: machines on this host move onto the current base images
+        os.environ["TENANCY_ROLL_IMAGE"] = args.roll_image
     pack: PolicyPack | None = None
     if args.verb in GUARDED:
         try:
@@ -67,17 +78,6 @@ def _engine(args: argparse.Namespace) -> int:
         os.environ["TENANCY_APPROVE"] = ",".join(args.approve)
     if moves:  # the program plans the site again: the same moves must be allowed there
         os.environ["TENANCY_APPROVE_MOVES"] = ",".join(sorted(moves))
-    if args.roll_image:
-        hosts = [h.name for h in result.sites[args.site].model.hosts]
-        if args.roll_image not in hosts:
-            print(
-                f"error: --roll-image {args.roll_image}: not a host of site {args.site} "
-                f"(hosts: {', '.join(hosts)})",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        # the program reads it: machines on this host move onto the current base images
-        os.environ["TENANCY_ROLL_IMAGE"] = args.roll_image
     extra: list[str] = []
     if args.verb in ("up", "destroy", "refresh"):
         extra.append("--yes")
