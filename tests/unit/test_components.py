@@ -150,8 +150,13 @@ def test_domains_match_the_plan(build: Build, site: str) -> None:
         assert targets == ["vda", "vdb", *[f"vd{chr(ord('c') + i)}" for i in range(len(m.volumes))]]
         root, seed = p["disks"][0], p["disks"][1]
         assert root["path"] == vm_child(prog, m, "-root", "Volume").outputs["path"], urn
+        seed_disk = vm_child(prog, m, "-seed", "CloudInitDisk")
+        host = next(h for h in inputs.site.hosts if h.name == m.host)
+        pool_dir = next(pl.path for pl in host.pools if pl.name == m.root_pool).rstrip("/")
+        # named from the plan (a seed rewritten in place keeps it), created before the domain
+        assert seed_disk.urn in dom.dependencies, urn
         assert seed == {
-            "path": vm_child(prog, m, "-seed", "CloudInitDisk").outputs["path"],
+            "path": f"{pool_dir}/{seed_disk.inputs['name']}",
             "target": "vdb",
             "format": "raw",
             "readonly": True,

@@ -51,6 +51,8 @@ class Hypervisor(pulumi.ComponentResource):
 
     pools: dict[str, StoragePool]
     """Pool resources by pool name."""
+    pool_paths: dict[str, str]
+    """Each pool's directory on the host (a volume's path is ``<dir>/<name>``)."""
     images: dict[str, ImageOnHost]
     """The current version of each image, by catalogue name."""
     versions: dict[tuple[str, str], ImageOnHost]
@@ -72,6 +74,7 @@ class Hypervisor(pulumi.ComponentResource):
             )
             for p in host.pools
         }
+        self.pool_paths = {p.name: p.path.rstrip("/") for p in host.pools}
         root_pool = self.pools[host.pools[0].name]
         self.images, self.versions = {}, {}
         current = {(img.name, img.recipe) for img in args.images}

@@ -66,6 +66,7 @@ class TenantHosting(pulumi.ComponentResource):
                             (m.image, args.image_recipes.get(m.domain, "")), hyper.images[m.image]
                         ),
                         root_pool=hyper.pools[m.root_pool].name,
+                        root_pool_path=hyper.pool_paths[m.root_pool],
                         data_pools={p: r.name for p, r in hyper.pools.items()},
                         network=segment.network.name,
                         nwfilter=policy.filters[m.group].name,

@@ -29,6 +29,8 @@ class VirtualMachineArgs:
     domain_type: str
     image: ImageOnHost
     root_pool: pulumi.Input[str]
+    root_pool_path: str
+    """The root pool's directory on the host."""
     data_pools: dict[str, pulumi.Input[str]]
     network: pulumi.Input[str]
     nwfilter: pulumi.Input[str]
@@ -63,12 +65,13 @@ class VirtualMachine(pulumi.ComponentResource):
             ),
             keep,
         )
+        seed_name = f"{m.domain}-seed-{args.seed.identity[:8]}.iso"
         seed = CloudInitDisk(
             f"{name}-seed",
             CloudInitDiskArgs(
                 uri=args.uri,
                 pool=args.root_pool,
-                name=f"{m.domain}-seed-{args.seed.identity[:8]}.iso",
+                name=seed_name,
                 user_data=args.seed.user_data,
                 meta_data=args.seed.meta_data,
                 network_config=args.seed.network_config,
@@ -77,7 +80,14 @@ class VirtualMachine(pulumi.ComponentResource):
         )
         disks: list[DiskArgs] = [
             {"path": root.path, "target": "vda", "format": "qcow2"},
-            {"path": seed.path, "target": "vdb", "format": "raw", "readonly": True},
+            # named from the plan, not from the seed's output: a seed rewritten in place
+            # (new keys, a new proxy) keeps its path, and a preview can tell
+            {
+                "path": f"{args.root_pool_path}/{seed_name}",
+                "target": "vdb",
+                "format": "raw",
+                "readonly": True,
+            },
         ]
         for index, vol in enumerate(m.volumes):
             data = StorageVolume(
@@ -120,7 +130,7 @@ class VirtualMachine(pulumi.ComponentResource):
                 cmdline=args.image.cmdline,
                 console_log=f"/var/log/libvirt/qemu/{m.domain}-console.log",
             ),
-            keep,
+            pulumi.ResourceOptions(parent=self, protect=protect, depends_on=[seed]),
         )
         self.address = m.address
         self.register_outputs({"domain": self.domain.name, "address": m.address})
