@@ -25,8 +25,6 @@ what the engine may replace, not about hardening), kept in a git repository:
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -37,9 +35,8 @@ import libvirt
 import pytest
 import yaml
 from tests.support.git import git
-from tests.support.libvirt_cleanup import site_objects, sweep_site
-from tests.support.locks import site_lock
-from tests.support.sitecopy import SiteCopy, make_site_copy, new_workdir
+from tests.support.site_fixture import site_copy_lifetime
+from tests.support.sitecopy import SiteCopy
 from tests.support.waivers import waive_baseline
 
 from tenancy.project import Project
@@ -73,30 +70,24 @@ TENANT_DOC: dict[str, Any] = {
 }
 
 
+def in_git(site: SiteCopy) -> None:
+    waive_baseline(site, [TENANT])
+    git(site.root, "init", "-q", "-b", "main")
+    git(site.root, "add", "-A")
+    git(site.root, "commit", "-q", "-m", "base")
+
+
 @pytest.fixture(scope="module")
 def copy(libvirt_uri: str, pulumi_env: Any, guest_image: Any, standins: Any) -> Iterator[SiteCopy]:
-    main = Path(os.environ["TENANCY_ROOT"])
-    with site_lock(SITE):
-        workdir = new_workdir(SITE)
-        site = make_site_copy(main, workdir / "project", SITE, {TENANT: TENANT_DOC})
-        waive_baseline(site, [TENANT])
-        if any(site_objects(libvirt_uri, site, [TENANT]).values()):
-            sweep_site(libvirt_uri, site, [TENANT])
-        git(site.root, "init", "-q", "-b", "main")
-        git(site.root, "add", "-A")
-        git(site.root, "commit", "-q", "-m", "base")
-        try:
-            yield site
-        finally:
-            try:
-                destroyed = site.tenancy(
-                    "destroy", "--site", SITE, "--approve", DOMAIN, timeout=1800
-                )
-            finally:
-                left = sweep_site(libvirt_uri, site, [TENANT])
-                shutil.rmtree(workdir, ignore_errors=True)
-            assert destroyed.returncode == 0, destroyed.stdout[-3000:] + destroyed.stderr[-2000:]
-            assert not any(left.values()), f"destroy left objects behind: {left}"
+    with site_copy_lifetime(
+        libvirt_uri,
+        SITE,
+        {TENANT: TENANT_DOC},
+        [TENANT],
+        prepare=in_git,
+        destroy_args=("--approve", DOMAIN),
+    ) as site:
+        yield site
 
 
 def domain_memory_mib(uri: str) -> int:

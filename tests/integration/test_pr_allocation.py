@@ -17,19 +17,15 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
-import shutil
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import libvirt
 import pytest
 from tests.support.git import git
-from tests.support.libvirt_cleanup import site_objects, sweep_site
-from tests.support.locks import site_lock
-from tests.support.sitecopy import SiteCopy, make_site_copy, new_workdir
+from tests.support.site_fixture import site_copy_lifetime
+from tests.support.sitecopy import SiteCopy
 from tests.support.waivers import waive_baseline
 
 pytestmark = pytest.mark.integration
@@ -54,32 +50,22 @@ def tenant_doc(name: str) -> dict[str, Any]:
     }
 
 
+def in_git(site: SiteCopy) -> None:
+    """The copy as a repository whose main branch holds the site, its ledger and a waiver."""
+    (site.root / ".gitignore").write_text(".tenancy/\ncommands.log\n", encoding="utf-8")
+    # one waiver file for the site (granted on the base: both tenants come later)
+    waive_baseline(site, list(TENANTS))
+    git(site.root, "init", "-q", "-b", "main")
+    ok = site.tenancy("plan", "--site", SITE, "--write-ledger")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    git(site.root, "add", "-A")
+    git(site.root, "commit", "-q", "-m", "base")
+
+
 @pytest.fixture(scope="module")
 def copy(libvirt_uri: str, pulumi_env: Any, guest_image: Any, standins: Any) -> Iterator[SiteCopy]:
-    main = Path(os.environ["TENANCY_ROOT"])
-    with site_lock(SITE):
-        workdir = new_workdir(SITE)
-        site = make_site_copy(main, workdir / "project", SITE, {})
-        if any(site_objects(libvirt_uri, site, list(TENANTS)).values()):
-            sweep_site(libvirt_uri, site, list(TENANTS))
-        (site.root / ".gitignore").write_text(".tenancy/\ncommands.log\n", encoding="utf-8")
-        # one waiver file for the site (granted on the base: both tenants come later)
-        waive_baseline(site, list(TENANTS))
-        git(site.root, "init", "-q", "-b", "main")
-        ok = site.tenancy("plan", "--site", SITE, "--write-ledger")
-        assert ok.returncode == 0, ok.stdout + ok.stderr
-        git(site.root, "add", "-A")
-        git(site.root, "commit", "-q", "-m", "base")
-        try:
-            yield site
-        finally:
-            try:
-                destroyed = site.tenancy("destroy", "--site", SITE, timeout=1800)
-            finally:
-                left = sweep_site(libvirt_uri, site, list(TENANTS))
-                shutil.rmtree(workdir, ignore_errors=True)
-            assert destroyed.returncode == 0, destroyed.stdout[-3000:] + destroyed.stderr[-2000:]
-            assert not any(left.values()), f"destroy left objects behind: {left}"
+    with site_copy_lifetime(libvirt_uri, SITE, {}, TENANTS, prepare=in_git) as site:
+        yield site
 
 
 def add_tenant(copy: SiteCopy, name: str) -> None:
