@@ -59,9 +59,11 @@ def unprotect_approved(root: Path, site: str, approve: Sequence[str]) -> list[st
     """Lift the protection of the approved machines' resources in the stack's state.
 
     ``destroy`` does not run the program, so ``--approve`` cannot drop a protect flag
-    there the way ``up`` does; this does it through ``pulumi state unprotect`` for the
-    resources named ``<domain>-...`` of each approved domain (``all``: every one).
-    Returns the URNs unprotected.
+    there the way ``up`` does; and an ``up`` that replaces a protected domain because
+    its root disk is replaced (a roll onto a new image) meets the domain's old flag
+    before the program registers it unprotected. This lifts them first, through
+    ``pulumi state unprotect``, for the resources named ``<domain>-...`` of each
+    approved domain (``all``: every one). Returns the URNs unprotected.
     """
     binary = pulumi_binary()
     out = _run([binary, "stack", "export", "--stack", site], root)
@@ -77,11 +79,17 @@ def unprotect_approved(root: Path, site: str, approve: Sequence[str]) -> list[st
             "all" in wanted or any(name.startswith(f"{d}-") for d in wanted)
         ):
             urns.append(urn)
-    for urn in urns:
-        done = _run([binary, "state", "unprotect", "--yes", "--stack", site, urn], root)
-        if done.returncode != 0:
-            raise EngineError(f"pulumi state unprotect {urn} failed: {done.stderr.strip()}")
+    set_protection(root, site, urns, protect=False)
     return urns
+
+
+def set_protection(root: Path, site: str, urns: Sequence[str], *, protect: bool) -> None:
+    """``pulumi state protect|unprotect`` of each URN (a refused run puts flags back)."""
+    verb = "protect" if protect else "unprotect"
+    for urn in urns:
+        done = _run([pulumi_binary(), "state", verb, "--yes", "--stack", site, urn], root)
+        if done.returncode != 0:
+            raise EngineError(f"pulumi state {verb} {urn} failed: {done.stderr.strip()}")
 
 
 def _salt_of(path: Path) -> str | None:

@@ -89,6 +89,7 @@ class FakePulumi:
     def __init__(self, preview_json: str) -> None:
         self.preview_json = preview_json
         self.argv: list[list[str]] = []
+        self.protected: list[tuple[list[str], bool]] = []
 
     def __call__(self, argv: list[str], **_: Any) -> FakePulumi:
         self.argv.append(list(argv))
@@ -109,6 +110,16 @@ def fake_engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str) -> F
     monkeypatch.setattr("tenancy.engine.prepare_stack", lambda root, site: state / "copy.yaml")
     monkeypatch.setattr("tenancy.engine.pulumi_binary", lambda: "pulumi")
     monkeypatch.setattr("tenancy.engine.subprocess.Popen", fake)
+    # the stack exists: the approved machines' flags are lifted in its state first
+    monkeypatch.setattr("tenancy.cli.engine.stack_exists", lambda root, site: True)
+    monkeypatch.setattr(
+        "tenancy.cli.engine.unprotect_approved",
+        lambda root, site, approve: [f"urn:{d}-domain" for d in approve],
+    )
+    monkeypatch.setattr(
+        "tenancy.cli.engine.set_protection",
+        lambda root, site, urns, protect: fake.protected.append((list(urns), protect)),
+    )
     return fake
 
 
@@ -146,6 +157,11 @@ def test_up_applies_only_after_the_preview_matches(
     assert result.code == code, result
     assert [argv[1] for argv in fake.argv] == verbs
     assert "--json" in fake.argv[0]
+    assert "approved: protection lifted from 1 resource(s)" in result.err
     if code == EXIT_INVALID:
         assert "not approved: finance-db-1: replace of its root" in result.err
         assert "nothing applied" in result.err
+        # nothing applied: the flags lifted for the run are put back
+        assert fake.protected == [(["urn:finance-db-1-domain"], True)]
+    else:
+        assert fake.protected == []

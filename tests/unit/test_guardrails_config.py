@@ -58,6 +58,7 @@ def engine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> FakePulumi:
     monkeypatch.setattr("tenancy.engine.prepare_stack", lambda root, site: state / "copy.yaml")
     monkeypatch.setattr("tenancy.engine.pulumi_binary", lambda: "pulumi")
     monkeypatch.setattr("tenancy.engine.subprocess.Popen", fake)
+    monkeypatch.setattr("tenancy.cli.engine.stack_exists", lambda root, site: False)
     return fake
 
 

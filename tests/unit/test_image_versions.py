@@ -7,6 +7,7 @@ by hand; ``backing_version`` is the part that reads them from libvirt's XML.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,12 @@ from tests.support.project import REPO
 
 from tenancy.infra import program as tenancy_program
 from tenancy.infra.image_pins import ImagePin, backing_version
-from tenancy.infra.program_config import ProgramInputError, ProgramInputs, roll_hosts
+from tenancy.infra.program_config import (
+    ProgramInputError,
+    ProgramInputs,
+    kept_image,
+    roll_hosts,
+)
 
 OLD = "fedcba9876543210"
 CURRENT = "0123456789abcdef"  # the fake image's recipe (pulumi_mocks.fake_image)
@@ -82,3 +88,19 @@ def test_a_roll_names_hosts_of_the_site(tmp_path: Path) -> None:
     assert roll_hosts(inputs.site, ["local"]) == ["local"]
     with pytest.raises(ProgramInputError, match="not a host of site local"):
         roll_hosts(inputs.site, ["kvm-9"])
+
+
+def test_a_kept_version_uses_its_own_files_or_none(tmp_path: Path) -> None:
+    inputs = program_inputs(REPO, "local", tmp_path / "images")
+    project = dataclasses.replace(inputs.project, cache_dir=tmp_path / "cache")
+    current = inputs.images["debian-12"]
+    gone = kept_image(project, current, OLD, None)
+    assert gone.recipe == OLD and gone.cmdline == current.cmdline
+    assert not Path(gone.image).exists() and not Path(gone.kernel).exists()
+    folder = project.cache_dir / "images" / OLD
+    folder.mkdir(parents=True)
+    files = {"image": "/i/old.qcow2", "kernel": "/i/old.vmlinuz", "initrd": "/i/old.initrd"}
+    (folder / "build-info.json").write_text(json.dumps({"files": files}))
+    kept = kept_image(project, current, OLD, "root=/dev/vda old")
+    assert (kept.image, kept.kernel, kept.initrd) == tuple(files.values())
+    assert kept.cmdline == "root=/dev/vda old"

@@ -259,6 +259,23 @@ def test_volume_check_shapes() -> None:
     assert any("must be qcow2" in f.reason for f in overlay.failures)
 
 
+def test_an_uploaded_volumes_source_file_is_not_needed_again() -> None:
+    # an older image version's files may be cleaned up while machines still use it
+    provider = VolumeProvider()
+    base = {
+        "uri": URI,
+        "pool": "p",
+        "name": "base-debian-12-fedcba9876543210.qcow2",
+        "format": "qcow2",
+        "source": "/images/fedcba9876543210/debian-12.qcow2",
+        "source_sha256": "a" * 64,
+    }
+    fresh = provider.check({}, base)
+    assert any("cannot read image" in f.reason for f in fresh.failures), "a create needs it"
+    kept = provider.check(dict(base), dict(base))
+    assert not kept.failures, kept.failures
+
+
 def test_cloud_init_disk_hash_is_an_input_identity_replaces_user_data_rewrites() -> None:
     provider = CloudInitDiskProvider()
     news = {

@@ -15,7 +15,14 @@ from tenancy.cli.commands import Subparsers, add_command, summary
 from tenancy.cli.errors import EXIT_INVALID, EXIT_USAGE
 from tenancy.cli.guardrails import GuardrailsError, guardrails
 from tenancy.cli.options import add_approve_moves, add_site
-from tenancy.engine import EngineError, PolicyPack, run_pulumi, unprotect_approved
+from tenancy.engine import (
+    EngineError,
+    PolicyPack,
+    run_pulumi,
+    set_protection,
+    stack_exists,
+    unprotect_approved,
+)
 from tenancy.plan.ledger import ledger_path, write_ledger
 from tenancy.plan.model import Plan
 from tenancy.plan.planner import plan_paths
@@ -107,9 +114,11 @@ def _engine(args: argparse.Namespace) -> int:
         watchers.append(watcher)
         return watcher.running()
 
-    if args.verb == "destroy" and args.approve:
+    lifted: list[str] = []
+    if args.verb in ("up", "destroy") and args.approve:
         try:
-            lifted = unprotect_approved(root, args.site, args.approve)
+            if args.verb == "destroy" or stack_exists(root, args.site):
+                lifted = unprotect_approved(root, args.site, args.approve)
         except EngineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -117,6 +126,10 @@ def _engine(args: argparse.Namespace) -> int:
     if args.verb == "up" and args.expect_diff is not None:
         refused = _check_expected(args, project, result.plans[args.site], pack)
         if refused is not None:
+            try:  # nothing applied: the approved machines are protected again
+                set_protection(root, args.site, lifted, protect=True)
+            except EngineError as exc:
+                print(f"error: {exc}", file=sys.stderr)
             return refused
     try:
         code = run_pulumi(

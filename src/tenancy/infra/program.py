@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -11,7 +10,12 @@ import pulumi
 from tenancy.gcpause import cyclic_gc_paused
 from tenancy.infra.dynamic.policyrun import PolicyRunArgs, policy_run_args
 from tenancy.infra.hypervisor import BaseImage, Hypervisor, HypervisorArgs
-from tenancy.infra.program_config import ProgramInputError, ProgramInputs, load_inputs
+from tenancy.infra.program_config import (
+    ProgramInputError,
+    ProgramInputs,
+    kept_image,
+    load_inputs,
+)
 from tenancy.infra.tenant_hosting import TenantHosting, TenantHostingArgs
 from tenancy.policy.variables import VariablesError
 from tenancy.project import Project
@@ -47,21 +51,17 @@ def policy_runs(inputs: ProgramInputs) -> dict[str, PolicyRunArgs]:
 
 
 def kept_versions(inputs: ProgramInputs, host: str) -> list[BaseImage]:
-    """The older base image versions machines on ``host`` still run.
-
-    Their files are not needed (a version is uploaded once, when first used), so
-    the current image's paths stand in; the kernel command line is the domain's.
-    """
+    """The older base image versions machines on ``host`` still run (see ``kept_image``);
+    the kernel command line is the one their domains boot with."""
     out: dict[tuple[str, str], BaseImage] = {}
     for m in inputs.plan.machines():
         pin = inputs.image_pins.get(m.domain)
         current = inputs.images.get(m.image)
         if m.host != host or pin is None or current is None or pin.recipe == current.recipe:
             continue
-        out.setdefault(
-            (pin.image, pin.recipe),
-            dataclasses.replace(current, recipe=pin.recipe, cmdline=pin.cmdline or current.cmdline),
-        )
+        key = (pin.image, pin.recipe)
+        if key not in out:
+            out[key] = kept_image(inputs.project, current, pin.recipe, pin.cmdline)
     return [out[k] for k in sorted(out)]
 
 

@@ -100,6 +100,34 @@ def resolve_image(project: Project, name: str, source: str) -> BaseImage:
     )
 
 
+def kept_image(project: Project, current: BaseImage, recipe: str, cmdline: str | None) -> BaseImage:
+    """An older version of ``current`` that existing machines still run.
+
+    Its files are those ``tools/guest-image.sh`` keeps per recipe when they are still
+    in the cache; otherwise paths that do not exist: a version already on a host is
+    never uploaded again (its source is ignored), and one that would have to be is
+    refused by the volume's check rather than filled with another version's bytes.
+    """
+    folder = project.cache_dir / "images" / recipe
+    info_path = folder / "build-info.json"
+    if info_path.is_file():
+        files = json.loads(info_path.read_text())["files"]
+        image, kernel, initrd = str(files["image"]), str(files["kernel"]), str(files["initrd"])
+    else:
+        image, kernel, initrd = (
+            str(folder / f"missing.{part}") for part in ("qcow2", "vmlinuz", "initrd")
+        )
+    return BaseImage(
+        name=current.name,
+        recipe=recipe,
+        image=image,
+        image_sha256=current.image_sha256,
+        kernel=kernel,
+        initrd=initrd,
+        cmdline=cmdline or current.cmdline,
+    )
+
+
 def policy_sources(project: Project) -> PolicySources:
     """The catalogue and waivers every tenant's hardening run renders its variables from."""
     try:

@@ -106,7 +106,16 @@ class VolumeProvider(LibvirtProvider):
             news = dict(news)
             with contextlib.suppress(OSError):  # validate() reports an unreadable file
                 news["source_sha256"] = source_sha256(source)
-        return super().check(olds, news)
+        result = super().check(olds, news)
+        uploaded = bool(olds) and all(
+            olds.get(k) == result.inputs.get(k) for k in ("source", "source_sha256")
+        )
+        if source is not None and uploaded:
+            # already on the host and not to be uploaded again: its file may be gone
+            # (an older image version whose files were cleaned up)
+            failures = [f for f in result.failures or [] if f.property not in ("source", "format")]
+            result = CheckResult(result.inputs, failures)
+        return result
 
     def validate(self, inputs: dict[str, Any]) -> list[tuple[str, str]]:
         problems: list[tuple[str, str]] = []
@@ -306,7 +315,8 @@ class Volume(Resource, module="tenancy", name="Volume"):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = args_to_props(args)
-        if props["source_sha256"] is None and isinstance(props["source"], str):
+        source = props["source"]
+        if props["source_sha256"] is None and isinstance(source, str) and Path(source).is_file():
             # Reading the local image here (program side, not inside an apply)
             # makes the digest an input: a changed image shows as a replace in
             # the preview.
