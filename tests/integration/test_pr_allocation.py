@@ -53,6 +53,7 @@ def tenant_doc(name: str) -> dict[str, Any]:
 def in_git(site: SiteCopy) -> None:
     """The copy as a repository whose main branch holds the site, its ledger and a waiver."""
     (site.root / ".gitignore").write_text(".tenancy/\ncommands.log\n", encoding="utf-8")
+    (site.root / "tenants" / ".gitkeep").touch()  # the folder outlives a branch switch
     # one waiver file for the site (granted on the base: both tenants come later)
     waive_baseline(site, list(TENANTS))
     git(site.root, "init", "-q", "-b", "main")
