@@ -306,11 +306,17 @@ def test_cloud_init_disk(libvirt_uri: str, test_prefix: str, pool: dict[str, Any
 
     read = provider.read(created.id, created.outs)
     assert read.outs is not None and provider.diff(created.id, read.outs, inputs).changes is False
+    # new keys or proxy (user-data): the same volume, rewritten in place
     edited = checked(provider, {**inputs, "user_data": "#cloud-config\nusers: [default]\n"})
-    assert sorted(provider.diff(created.id, read.outs, edited).replaces or []) == [
-        "content_sha256",
-        "user_data",
-    ]
+    in_place = provider.diff(created.id, read.outs, edited)
+    assert in_place.changes and not in_place.replaces, in_place.replaces
+    updated = provider.update(created.id, read.outs, edited)
+    assert updated.outs is not None and updated.outs["path"] == str(path)
+    assert b"users: [default]" in path.read_bytes()
+    assert updated.outs["content_sha256"] == edited["content_sha256"]
+    # a new identity (meta-data) is a new machine
+    renamed = checked(provider, {**inputs, "meta_data": "instance-id: it-2\n"})
+    assert provider.diff(created.id, updated.outs, renamed).replaces == ["meta_data"]
     provider.delete(created.id, created.outs)
     assert provider.read(created.id, created.outs).id == ""
     provider.delete(created.id, created.outs)
