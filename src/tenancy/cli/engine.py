@@ -25,6 +25,7 @@ from tenancy.engine import (
 )
 from tenancy.plan.ledger import ledger_path, write_ledger
 from tenancy.plan.model import Plan
+from tenancy.plan.placement import unknown_hosts
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.progress import RunWatcher
 from tenancy.project import Project
@@ -50,13 +51,9 @@ def _engine(args: argparse.Namespace) -> int:
         print(f"nothing applied: {len(result.problems.errors)} error(s)", file=sys.stderr)
         return EXIT_INVALID
     if args.roll_image:
-        hosts = [h.name for h in result.sites[args.site].model.hosts]
-        if args.roll_image not in hosts:
-            print(
-                f"error: --roll-image {args.roll_image}: not a host of site {args.site} "
-                f"(hosts: {', '.join(hosts)})",
-                file=sys.stderr,
-            )
+        unknown = unknown_hosts(result.sites[args.site].model, [args.roll_image])
+        if unknown:
+            print(f"error: --roll-image {unknown}", file=sys.stderr)
             return EXIT_USAGE
         # the program reads it: machines on this host move onto the current base images
         os.environ["TENANCY_ROLL_IMAGE"] = args.roll_image

@@ -20,6 +20,7 @@ from tenancy.infra.hypervisor import BaseImage
 from tenancy.infra.image_pins import ImagePin, ImagePinError, running_images
 from tenancy.plan.ledger import Ledger, ledger_path, read_ledger
 from tenancy.plan.model import Plan
+from tenancy.plan.placement import unknown_hosts
 from tenancy.plan.planner import plan_paths
 from tenancy.policy.catalogue import CatalogueError
 from tenancy.policy.ops_keys import OpsKeyError, ops_public_keys
@@ -140,13 +141,9 @@ def policy_sources(project: Project) -> PolicySources:
 
 def roll_hosts(site: Site, hosts: list[str]) -> list[str]:
     """The hosts an operator rolls onto the current base images (must be the site's)."""
-    known = [h.name for h in site.hosts]
-    unknown = [h for h in hosts if h not in known]
-    if unknown:
-        raise ProgramInputError(
-            f"--roll-image {', '.join(unknown)}: not a host of site {site.name} "
-            f"(hosts: {', '.join(known)})"
-        )
+    problem = unknown_hosts(site, hosts)
+    if problem:
+        raise ProgramInputError(f"--roll-image {problem}")
     return hosts
 
 

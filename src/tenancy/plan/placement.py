@@ -250,3 +250,12 @@ def _choose(
     if not fitting:
         return None
     return min(fitting, key=lambda h: (h.groups.get(demand.group, 0), *_free_key(h)))
+
+
+def unknown_hosts(site: Site, names: list[str]) -> str | None:
+    """``"<names>: not a host of site S (hosts: ...)"``, None when all are the site's hosts."""
+    known = [h.name for h in site.hosts]
+    unknown = [n for n in names if n not in known]
+    if not unknown:
+        return None
+    return f"{', '.join(unknown)}: not a host of site {site.name} (hosts: {', '.join(known)})"

@@ -26,12 +26,6 @@ class SeedDocuments:
     network_config: str
 
     @property
-    def digest(self) -> str:
-        """Content hash of all three documents."""
-        text = self.user_data + self.meta_data + self.network_config
-        return hashlib.sha256(text.encode()).hexdigest()
-
-    @property
     def identity(self) -> str:
         """Hash of what makes the machine (meta-data, network-config); new = a new machine."""
         return hashlib.sha256((self.meta_data + "\0" + self.network_config).encode()).hexdigest()
